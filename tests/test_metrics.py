@@ -1,0 +1,78 @@
+"""Metrics against NumPy loops and numerical integration of the CED."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from asmnet_jax import metrics
+
+
+def loop_nme(pred, gt, left, right):
+  out = []
+  for p, g in zip(np.asarray(pred, np.float64), np.asarray(gt, np.float64)):
+    d = np.sqrt(((g[left] - g[right]) ** 2).sum())
+    out.append(np.mean([np.sqrt(((p[i] - g[i]) ** 2).sum()) for i in range(len(g))]) / d)
+  return np.array(out)
+
+
+@pytest.mark.parametrize("num_points, eyes", [(68, (36, 45)), (98, (60, 72))])
+def test_nme_matches_loop(num_points, eyes):
+  rng = np.random.default_rng(0)
+  gt = rng.uniform(0, 100, size=(5, num_points, 2))
+  pred = gt + rng.normal(size=gt.shape)
+  got = metrics.nme(jnp.asarray(pred), jnp.asarray(gt))
+  np.testing.assert_allclose(got, loop_nme(pred, gt, *eyes), rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(metrics.nme)(pred, gt), got, rtol=1e-6)
+
+
+def test_nme_needs_eye_indices_for_other_counts():
+  rng = np.random.default_rng(1)
+  gt = rng.uniform(size=(2, 10, 2))
+  with pytest.raises(ValueError, match="eye_indices"):
+    metrics.nme(gt, gt)
+  pred = gt + 0.01
+  np.testing.assert_allclose(metrics.nme(pred, gt, eye_indices=(0, 9)),
+                             loop_nme(pred, gt, 0, 9), rtol=1e-5)
+
+
+def test_nme_is_scale_invariant_and_bfloat16_works():
+  rng = np.random.default_rng(2)
+  gt = rng.uniform(size=(3, 68, 2)).astype(np.float32)
+  pred = gt + 0.02 * rng.normal(size=gt.shape).astype(np.float32)
+  base = metrics.nme(pred, gt)
+  np.testing.assert_allclose(metrics.nme(pred * 250, gt * 250), base, rtol=1e-5)
+  half = metrics.nme(jnp.asarray(pred, jnp.bfloat16), jnp.asarray(gt, jnp.bfloat16))
+  assert half.dtype == jnp.float32
+  np.testing.assert_allclose(half, base, rtol=0.1)
+
+
+def test_failure_rate_and_auc_against_numerical_integration():
+  rng = np.random.default_rng(3)
+  nmes = np.concatenate([rng.uniform(0, 0.2, size=300), [0.1, 0.0]])
+  assert float(metrics.failure_rate(nmes)) == pytest.approx(np.mean(nmes > 0.1))
+  grid = np.linspace(0, 0.1, 200_001)
+  ced_values = np.array([np.mean(nmes <= x) for x in grid[::100]])
+  numeric = np.trapezoid(ced_values, grid[::100]) / 0.1
+  assert float(metrics.auc(nmes)) == pytest.approx(numeric, abs=1e-3)
+  assert float(metrics.auc(np.zeros(4))) == pytest.approx(1.0)
+  assert float(metrics.auc(np.full(4, 0.5))) == 0.0
+  assert float(metrics.auc(nmes, threshold=0.08)) == pytest.approx(
+      np.mean(np.clip(0.08 - nmes, 0, None)) / 0.08, rel=1e-5)
+
+
+def test_ced_curve():
+  nmes = jnp.asarray([0.01, 0.02, 0.05, 0.3])
+  x, y = metrics.ced(nmes, num_points=11)
+  np.testing.assert_allclose(x, np.linspace(0, 0.1, 11), atol=1e-7)
+  np.testing.assert_allclose(y, [0, 0.25, 0.5, 0.5, 0.5, 0.75, 0.75, 0.75, 0.75, 0.75, 0.75])
+
+
+def test_pose_mae_per_angle_with_wrap():
+  pred = jnp.asarray([[10.0, -5.0, 179.0], [0.0, 5.0, 0.0]])
+  gt = jnp.asarray([[0.0, 0.0, -179.0], [4.0, 5.0, 1.0]])
+  np.testing.assert_allclose(metrics.pose_mae(pred, gt), [7.0, 2.5, 1.5], rtol=1e-6)
+  with pytest.raises(ValueError, match=r"\(batch, 3\)"):
+    metrics.pose_mae(pred[:, :2], gt[:, :2])
