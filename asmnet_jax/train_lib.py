@@ -1,0 +1,238 @@
+"""The training loop: one jitted step over a device mesh, checkpoints, resumption.
+
+The batch is sharded over a 1-D mesh axis `data` spanning every device of every
+host and the state is replicated, so the same code runs on one CPU, one GPU, N
+GPUs or several hosts. XLA inserts the gradient all-reduce (and the cross-device
+BatchNorm statistics), so N devices compute the same update as one device on the
+same global batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from asmnet_jax import asm, checkpoints, data, evaluation, input_pipeline, losses, plots
+from asmnet_jax import train_state as train_state_lib
+from asmnet_jax.train_state import DATA_AXIS, input_config, make_mesh
+
+SHAPE_MODEL_FILE = "shape_model.npz"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def make_train_step(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                    mesh: Mesh) -> Callable:
+  """The jitted step (state, batch, shape_model, rng) -> (state, metrics).
+
+  `batch` holds `image` (B, S, S, 3), `landmarks` (B, n, 2) normalised and `pose`
+  (B, 3) degrees, sharded on the mesh's `data` axis; everything else is replicated.
+  α follows Eq. 10 by the epoch of the state's step.
+  """
+  alpha_fn = losses.alpha_schedule(steps_per_epoch, config.num_epochs)
+  use_asm = config.loss == "asm"
+
+  def step(state, batch, shape_model, rng):
+    alpha = alpha_fn(state.step)
+    dropout_rng = jax.random.fold_in(rng, state.step)
+    target_pose = batch["pose"] / config.pose_scale_deg
+
+    def loss_fn(params):
+      (landmarks, pose), updates = state.apply_fn(
+          {"params": params, "batch_stats": state.batch_stats}, batch["image"],
+          train=True, rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+      loss, terms = losses.total_loss(
+          landmarks, pose, batch["landmarks"], target_pose,
+          shape_model if use_asm else None, alpha, config.pose_weight)
+      return loss, (terms, updates["batch_stats"])
+
+    grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    # Checked on the host before every save, so no NaN or exploding state is kept.
+    finite = jnp.isfinite(terms["loss"]) & jnp.isfinite(optax.global_norm(new_state.params))
+    metrics = dict(terms, alpha=alpha, finite=finite,
+                   learning_rate=train_state_lib.learning_rate_schedule(config)(state.step))
+    return new_state, metrics
+
+  replicated = NamedSharding(mesh, PartitionSpec())
+  sharded = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+  return jax.jit(step, in_shardings=(replicated, sharded, replicated, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh,
+                 keys=("image", "landmarks", "pose")) -> dict[str, jax.Array]:
+  """Assembles each host's part of the batch into arrays sharded over `data`."""
+  sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+  return {k: jax.make_array_from_process_local_data(sharding, local_batch[k]) for k in keys}
+
+
+def fit_or_load_shape_model(config, workdir: str, train_source) -> asm.ShapeModel:
+  """The ASM of the training shapes (normalised eval crops), cached in the workdir."""
+  path = os.path.join(workdir, SHAPE_MODEL_FILE)
+  if os.path.exists(path):
+    return asm.ShapeModel.load(path)
+  shapes = input_pipeline.eval_normalized_landmarks(
+      train_source, config.image_size, config.input.eval_margin)
+  shape_model = asm.fit_shape_model(shapes, config.variance_kept)
+  logging.info("ASM: %d components keep %.0f%% of the variance of %d shapes",
+               shape_model.num_components, 100 * config.variance_kept, len(shapes))
+  if jax.process_index() == 0:
+    shape_model.save(path)
+  return shape_model
+
+
+class _Subset:
+  """The first `size` records of a data source (config.max_train_examples)."""
+
+  def __init__(self, source, size: int):
+    self._source, self._size = source, min(size, len(source))
+
+  def __len__(self) -> int:
+    return self._size
+
+  def __getitem__(self, index: int):
+    if not 0 <= index < self._size:
+      raise IndexError(index)
+    return self._source[index]
+
+  def __getattr__(self, name):
+    return getattr(self._source, name)
+
+
+def _append_metrics(path: str, record: dict[str, Any]) -> None:
+  with open(path, "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: str, last_step: int) -> None:
+  """Drops metrics logged after the checkpoint a resumed run restarts from."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    kept = [line for line in f if line.strip() and json.loads(line)["step"] <= last_step]
+  with open(path, "w") as f:
+    f.writelines(kept)
+
+
+def _to_float(tree) -> dict[str, float]:
+  return {k: float(v) for k, v in jax.device_get(tree).items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (resuming from the latest checkpoint in `workdir`) and validates.
+
+  Returns the final validation metrics.
+  """
+  train_state_lib.validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  if is_main:
+    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  builder = data.prepare(config.dataset, config.data_dir, config.manual_dir)
+  sources = data.open_splits(builder, [config.train_split, config.validation_split])
+  train_source = sources[config.train_split]
+  if config.max_train_examples:
+    train_source = _Subset(train_source, config.max_train_examples)
+  num_landmarks = builder.info.features["landmarks"].shape[0]
+  shape_model = fit_or_load_shape_model(config, workdir, train_source)
+
+  mesh = make_mesh()
+  replicated = NamedSharding(mesh, PartitionSpec())
+  model = train_state_lib.create_model(config, num_landmarks)
+  rng = jax.random.key(config.seed)
+  init_rng, dropout_rng = jax.random.split(rng)
+  state = jax.jit(functools.partial(train_state_lib.create_train_state, config, model),
+                  out_shardings=replicated)(init_rng)
+
+  manager = checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints)
+  state = manager.restore_latest(state)
+  start_step = int(state.step)
+  if start_step:
+    logging.info("Resumed from step %d", start_step)
+  metrics_path = os.path.join(workdir, METRICS_FILE)
+  if is_main:
+    _truncate_metrics(metrics_path, start_step)
+
+  in_config = input_config(config)
+  steps_per_epoch = input_pipeline.steps_per_epoch(len(train_source), config.batch_size)
+  num_steps = steps_per_epoch * config.num_epochs
+  train_step = make_train_step(config, steps_per_epoch, mesh)
+  shape_model = jax.device_put(shape_model, replicated)
+  dropout_rng = jax.device_put(dropout_rng, replicated)
+  batches = input_pipeline.create_train_iterator(
+      train_source, batch_size=config.batch_size, config=in_config, seed=config.seed,
+      start_step=start_step)
+  evaluator = evaluation.Evaluator(model, config, mesh)
+
+  def validate(step):
+    results = evaluator.evaluate(state, sources[config.validation_split])
+    record = {"step": step, **{f"val_{k}": v for k, v in evaluation.flatten(results).items()}}
+    if is_main:
+      _append_metrics(metrics_path, record)
+    return results
+
+  progress = tqdm.tqdm(total=num_steps, initial=start_step, disable=not is_main,
+                       desc=f"train {config.model}/{config.loss}", unit="step",
+                       dynamic_ncols=True)
+  all_finite = jnp.array(True)
+  pending, window_start, window_steps = [], time.perf_counter(), 0
+  results = None
+  for step in range(start_step + 1, num_steps + 1):
+    batch = global_batch(next(batches), mesh)
+    state, step_metrics = train_step(state, batch, shape_model, dropout_rng)
+    all_finite &= step_metrics.pop("finite")
+    pending.append(step_metrics)
+    window_steps += 1
+    progress.update(1)
+
+    checkpoint_now = step % config.checkpoint_every_steps == 0 or step == num_steps
+    validate_now = step % config.eval_every_steps == 0 or step == num_steps
+    if step % config.log_every_steps == 0 or checkpoint_now or validate_now:
+      if not bool(all_finite):
+        raise NonFiniteLossError(
+            f"the loss or the parameters became NaN or infinite between steps {step - window_steps} and "
+            f"{step}; the last good checkpoint in {manager.directory} is kept "
+            "(try a lower config.learning_rate)")
+      mean = _to_float(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending))
+      elapsed = time.perf_counter() - window_start
+      mean["images_per_s"] = window_steps * config.batch_size / elapsed
+      mean["epoch"] = step / steps_per_epoch
+      progress.set_postfix(loss=f"{mean['loss']:.4g}", alpha=mean["alpha"],
+                           img_s=f"{mean['images_per_s']:.1f}")
+      if is_main:
+        _append_metrics(metrics_path, {"step": step, **mean})
+      pending, window_start, window_steps = [], time.perf_counter(), 0
+
+    if validate_now:
+      results = validate(step)
+      progress.write(f"step {step}: validation NME {100 * results['nme']:.2f}%, "
+                     f"pose MAE {results['pose_mae']['mean']:.2f} deg")
+    if checkpoint_now or validate_now:
+      manager.save(step, state, nme=results["nme"] if validate_now else None)
+      if is_main:
+        plots.training_curves(metrics_path, os.path.join(workdir, "training_curves.png"))
+      window_start = time.perf_counter()  # Do not count the pause in images/s.
+  progress.close()
+  manager.wait()
+  if results is None:  # Resumed a finished run: validate the final state again.
+    results = validate(num_steps)
+  return results

@@ -1,0 +1,193 @@
+"""Training and evaluation end to end on the tiny synthetic faces, and the data-parallel step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import ml_collections
+import numpy as np
+import pytest
+
+from asmnet_jax import data, eval_lib, train_lib, train_state
+from configs import synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+  """`synthetic_faces/tiny` built once for the session."""
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  data.prepare("synthetic_faces/tiny", data_dir)
+  return data_dir
+
+
+def tiny_config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
+  config = synthetic.get_config()
+  config.dataset = "synthetic_faces/tiny"
+  config.data_dir = data_dir
+  config.image_size = 32
+  config.batch_size = 8
+  config.eval_batch_size = 8
+  config.num_epochs = 2
+  config.log_every_steps = 1
+  config.eval_every_steps = 4
+  config.checkpoint_every_steps = 2
+  config.warmup_steps = 0
+  config.update(overrides)
+  return config
+
+
+def config_flags(config: ml_collections.ConfigDict) -> list[str]:
+  fields = ("dataset", "data_dir", "image_size", "batch_size", "eval_batch_size",
+            "num_epochs", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
+            "warmup_steps")
+  return [f"--config.{f}={config[f]}" for f in fields]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model", "resnet", "model"),
+    ("loss", "l1", "loss"),
+    ("variance_kept", 0.0, "variance_kept"),
+    ("num_epochs", 0, "num_epochs"),
+    ("batch_size", -2, "batch_size"),
+    ("image_size", 16, "image_size"),
+    ("learning_rate", 0.0, "learning_rate"),
+    ("compute_dtype", "float16", "compute_dtype"),
+    ("max_train_examples", 0, "max_train_examples"),
+])
+def test_config_validation_names_the_field(field, value, message):
+  config = synthetic.get_config()
+  config[field] = value
+  with pytest.raises(ValueError, match=f"config.{message}"):
+    train_state.validate_config(config)
+
+
+def test_unknown_dataset_is_a_clear_error():
+  with pytest.raises(ValueError, match="unknown dataset 'celeba'"):
+    data.get_builder("celeba")
+
+
+_EQUIVALENCE_SCRIPT = textwrap.dedent("""
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec
+    from asmnet_jax import asm, train_lib, train_state
+    from configs import synthetic
+
+    assert jax.device_count() == 2, jax.devices()
+    config = synthetic.get_config()
+    config.image_size, config.batch_size = 32, 4
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.uniform(size=(4, 32, 32, 3)).astype(np.float32),
+             "landmarks": rng.uniform(-0.4, 0.4, size=(4, 68, 2)).astype(np.float32),
+             "pose": rng.uniform(-30, 30, size=(4, 3)).astype(np.float32)}
+    shape_model = asm.fit_shape_model(rng.uniform(-0.4, 0.4, size=(20, 68, 2)), 0.9)
+    model = train_state.create_model(config, 68)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+      mesh = train_state.make_mesh(devices)
+      replicated = NamedSharding(mesh, PartitionSpec())
+      state = jax.device_put(
+          train_state.create_train_state(config, model, jax.random.key(0)), replicated)
+      step = train_lib.make_train_step(config, steps_per_epoch=10, mesh=mesh)
+      key = jax.device_put(jax.random.key(1), replicated)
+      for _ in range(2):
+        state, metrics = step(state, train_lib.global_batch(batch, mesh),
+                              jax.device_put(shape_model, replicated), key)
+      assert len(state.params["landmarks"]["kernel"].sharding.device_set) == len(devices)
+      results.append(jax.device_get((state.params, state.batch_stats, metrics["loss"])))
+    one, two = results
+    diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), one, two)
+    worst = max(jax.tree.leaves(diffs))
+    print("max difference", worst)
+    assert worst < 2e-5, worst
+""")
+
+
+def test_two_devices_match_one_device():
+  """The same global batch gives the same update on 1 and on 2 (fake CPU) devices."""
+  result = subprocess.run([sys.executable, "-c", _EQUIVALENCE_SCRIPT], cwd=REPO,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": REPO})
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert "max difference" in result.stdout
+
+
+@pytest.mark.slow
+def test_train_resume_and_evaluate(tiny_data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  config = tiny_config(tiny_data_dir)
+  results = train_lib.train_and_evaluate(config, workdir)
+  assert 0 < results["nme"] < 10 and results["count"] > 0
+  records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  steps_done = max(r["step"] for r in records)
+  assert {"loss", "alpha", "images_per_s", "step"} <= set(records[0])
+  assert any("val_nme" in r for r in records)
+  assert os.path.exists(os.path.join(workdir, "training_curves.png"))
+  assert os.path.exists(os.path.join(workdir, "shape_model.npz"))
+
+  # Two more epochs in the same work directory: the step count continues.
+  more = tiny_config(tiny_data_dir, num_epochs=4)
+  train_lib.train_and_evaluate(more, workdir)
+  records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  steps = [r["step"] for r in records if "loss" in r]
+  assert steps == sorted(set(steps)) and max(steps) == 2 * steps_done
+
+  results = eval_lib.evaluate_workdir(workdir)
+  report = json.load(open(os.path.join(workdir, "eval", "results.json")))
+  split = report["splits"]["test"]
+  assert set(split) == {"count", "nme", "failure_rate", "auc", "pose_mae"}
+  assert set(split["pose_mae"]) >= {"yaw", "pitch", "roll"}
+  assert split == results["test"]
+  for name in ("results.md", "ced.png", "samples_test.png"):
+    assert os.path.getsize(os.path.join(workdir, "eval", name)) > 0
+
+
+def test_nan_loss_stops_and_keeps_good_checkpoint(tiny_data_dir, tmp_path):
+  workdir = str(tmp_path / "nan")
+  config = tiny_config(tiny_data_dir, learning_rate=1e30, lr_decay=0.0, num_epochs=1,
+                       checkpoint_every_steps=1)
+  with pytest.raises(train_lib.NonFiniteLossError, match="last good checkpoint"):
+    train_lib.train_and_evaluate(config, workdir)
+  kept = os.listdir(os.path.join(workdir, "checkpoints"))
+  assert all(name.isdigit() for name in kept)  # Only finished checkpoints, if any.
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_last_checkpoint(tiny_data_dir, tmp_path):
+  """SIGKILL mid-run, then the same command finishes from the last checkpoint."""
+  workdir = str(tmp_path / "killed")
+  config = tiny_config(tiny_data_dir, num_epochs=6, checkpoint_every_steps=1,
+                       eval_every_steps=1000)
+  command = [sys.executable, os.path.join(REPO, "train.py"), f"--workdir={workdir}",
+             *config_flags(config)]
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  deadline = time.time() + 300
+  while time.time() < deadline and process.poll() is None:
+    if os.path.isdir(checkpoint_dir) and any(n.isdigit() and int(n) >= 3
+                                             for n in os.listdir(checkpoint_dir)):
+      break
+    time.sleep(0.05)
+  assert process.poll() is None, "training ended before it could be killed"
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  killed_at = max(int(n) for n in os.listdir(checkpoint_dir) if n.isdigit())
+
+  finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert finished.returncode == 0, finished.stderr[-3000:]
+  assert f"Resumed from step {killed_at}" in finished.stderr or killed_at == max(
+      int(n) for n in os.listdir(checkpoint_dir) if n.isdigit())
+  records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  steps = [r["step"] for r in records if "loss" in r]
+  assert steps == sorted(set(steps)), "metrics after the checkpoint must not repeat"
+  assert max(steps) == max(int(n) for n in os.listdir(checkpoint_dir) if n.isdigit())
