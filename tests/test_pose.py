@@ -70,7 +70,8 @@ def test_signs_match_the_image():
   points = _weak_perspective(_rotated_faces(angles))
   frontal = _weak_perspective(_rotated_faces(np.zeros((1, 3))))[0]
   nose, eye_r = 30, 45
-  assert points[0, nose, 0] - points[0, 27:36, 0].mean() > frontal[nose, 0] - frontal[27:36, 0].mean()
+  nose_shift = points[0, nose, 0] - points[0, 27:36, 0].mean()
+  assert nose_shift > frontal[nose, 0] - frontal[27:36, 0].mean()
   assert points[1, nose, 1] - points[1, :, 1].mean() < frontal[nose, 1] - frontal[:, 1].mean()
   assert points[2, eye_r, 1] - points[2, 36, 1] > 0
   np.testing.assert_allclose(pose.pose_from_landmarks(points), angles, atol=1e-6)

@@ -1,0 +1,138 @@
+"""iBUG 300-W (68 landmarks) face crops with head pose, from a manually downloaded copy.
+
+See README.md in this folder for the folder layout, splits and options.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from typing import Iterator
+
+import tensorflow_datasets as tfds
+
+from asmnet_jax import builder_utils, face_crop, face_features
+
+NUM_LANDMARKS = 68
+FOLDERS = ("afw", "helen/trainset", "helen/testset", "lfpw/trainset", "lfpw/testset", "ibug")
+SPLITS = {
+    "train": ("afw", "helen/trainset", "lfpw/trainset"),
+    "common": ("helen/testset", "lfpw/testset"),
+    "challenging": ("ibug",),
+    "full": ("helen/testset", "lfpw/testset", "ibug"),
+}
+IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg")
+
+_INSTRUCTIONS = """\
+Download the 68-point annotated images of 300-W from the iBUG site
+(https://ibug.doc.ic.ac.uk/resources/300-W/ and
+https://ibug.doc.ic.ac.uk/resources/facial-point-annotations/: afw, helen, lfpw, ibug),
+accept their terms, and extract them into one folder laid out as
+
+  <manual_dir>/afw/                 (337 faces)
+  <manual_dir>/helen/trainset/      (2000)
+  <manual_dir>/helen/testset/       (330)
+  <manual_dir>/lfpw/trainset/       (811)
+  <manual_dir>/lfpw/testset/        (224)
+  <manual_dir>/ibug/                (135)
+
+with each image (.jpg or .png) beside its .pts file. Then build with
+  python -m asmnet_jax.build_dataset ibug_300w --manual_dir <manual_dir>   (repository root)
+Optional: <manual_dir>/pose_overrides.csv (filename,yaw,pitch,roll) with --config override.
+"""
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """300-W: train (afw + helen/trainset + lfpw/trainset), common, challenging, full."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = builder_utils.DEFAULT_CONFIGS
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
+
+  def __init__(self, *, file_format=None, **kwargs):
+    # TFDS writes tfrecord (which needs TensorFlow) unless told otherwise.
+    super().__init__(file_format=file_format or "array_record", **kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=(
+            "iBUG 300-W face crops with 68 landmarks (0-based pixels in the crop), the "
+            "crop box in the original image, and head pose (yaw, pitch, roll in degrees; "
+            f"source: {self.builder_config.pose_source})."),
+        features=face_features.face_features(NUM_LANDMARKS, self.builder_config.image_format),
+        homepage="https://ibug.doc.ic.ac.uk/resources/300-W/",
+        citation=(
+            "@article{sagonas2016300,\n  title={300 faces in-the-wild challenge: Database "
+            "and results},\n  author={Sagonas, Christos and Antonakos, Epameinondas and "
+            "Tzimiropoulos, Georgios and Zafeiriou, Stefanos and Pantic, Maja},\n  "
+            "journal={Image and Vision Computing},\n  volume={47},\n  pages={3--18},\n  "
+            "year={2016}\n}"),
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = dl_manager.manual_dir  # TFDS raises with the instructions if absent/empty.
+    builder_utils.require_layout(manual_dir, FOLDERS, _INSTRUCTIONS)
+    builder_utils.PoseLabeler.from_config(self.builder_config, manual_dir)  # fail early.
+    return {
+        split: self._generate_examples(os.fspath(manual_dir), split, folders)
+        for split, folders in SPLITS.items()
+    }
+
+  def _generate_examples(
+      self, manual_dir: str, split: str, folders: tuple[str, ...]
+  ) -> Iterator[tuple[str, dict]]:
+    config = self.builder_config
+    report = builder_utils.SkipReport(self.name, split)
+    labeler = builder_utils.PoseLabeler.from_config(config, manual_dir)
+    load = functools.lru_cache(maxsize=4)(face_crop.load_rgb_image)  # AFW: faces of one image.
+    for folder in folders:
+      directory = os.path.join(manual_dir, folder)
+      names = sorted(os.listdir(directory))
+      images = _image_index(names)
+      for name in names:
+        if not name.lower().endswith(".pts"):
+          continue
+        key = f"{folder}/{name}"
+        try:
+          image_name = _find_image(name, images)
+          filename = f"{folder}/{image_name}"
+          points = builder_utils.parse_pts(os.path.join(directory, name))
+          points = builder_utils.check_landmarks(points - 1.0, NUM_LANDMARKS)  # 1-based.
+          image = load(os.path.join(directory, image_name))
+          angles = labeler([key, filename], points)
+          example = builder_utils.make_example(image, points, filename, angles, config)
+        except (builder_utils.MalformedSample, face_crop.ImageLoadError) as e:
+          report.skip(key, str(e).replace(manual_dir + os.sep, ""))
+          continue
+        yield key, example
+    labeler.report_into(report)
+    report.finish()
+
+
+# AFW stores several faces of one image as <id>_1.pts, <id>_2.pts beside <id>.jpg.
+_FACE_SUFFIX = re.compile(r"^(.*)_\d+$")
+
+
+def _image_index(names: list[str]) -> dict[str, str]:
+  """{lower-case stem: file name} of the images among `names`, .jpg before .png."""
+  index: dict[str, str] = {}
+  for ext in IMAGE_EXTENSIONS:
+    for name in names:
+      stem, e = os.path.splitext(name)
+      if e.lower() == ext:
+        index.setdefault(stem.lower(), name)
+  return index
+
+
+def _find_image(pts_name: str, images: dict[str, str]) -> str:
+  stem = os.path.splitext(pts_name)[0].lower()
+  if stem in images:
+    return images[stem]
+  match = _FACE_SUFFIX.match(stem)
+  if match and match.group(1) in images:
+    return images[match.group(1)]
+  raise builder_utils.MalformedSample(
+      f"no image {stem}{{{','.join(IMAGE_EXTENSIONS)}}} beside {pts_name}")

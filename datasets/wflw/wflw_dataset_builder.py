@@ -1,0 +1,160 @@
+"""WFLW (98 landmarks, 6 attribute flags) face crops with head pose, from a manually
+downloaded copy. See README.md in this folder for the layout, splits and options.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from asmnet_jax import builder_utils, face_crop, face_features
+
+NUM_LANDMARKS = 98
+ANNOTATION_DIR = "WFLW_annotations/list_98pt_rect_attr_train_test"
+IMAGE_DIR = "WFLW_images"
+LIST_FILES = {
+    "train": f"{ANNOTATION_DIR}/list_98pt_rect_attr_train.txt",
+    "test": f"{ANNOTATION_DIR}/list_98pt_rect_attr_test.txt",
+}
+# Order of the `attributes` feature, as in the annotation files.
+ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
+# Test subsets: split name -> attribute index.
+SUBSETS = {"largepose": 0, "expression": 1, "illumination": 2, "makeup": 3,
+           "occlusion": 4, "blur": 5}
+# A line: 196 landmark numbers, 4 box numbers, 6 flags, then the image path.
+_NUM_NUMBERS = 2 * NUM_LANDMARKS + 4 + len(ATTRIBUTES)
+
+_INSTRUCTIONS = """\
+Download WFLW from its authors' project page (https://wywu.github.io/projects/LAB/WFLW.html):
+WFLW_images.tar.gz and WFLW_annotations.tar.gz, and extract both into one folder:
+
+  <manual_dir>/WFLW_images/<event>/<image>.jpg     (e.g. 0--Parade/0_Parade_marchingband_1_116.jpg)
+  <manual_dir>/WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_train.txt
+  <manual_dir>/WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_test.txt
+
+Then build with
+  python -m asmnet_jax.build_dataset wflw --manual_dir <manual_dir>   (repository root)
+Optional: <manual_dir>/pose_overrides.csv (filename,yaw,pitch,roll) with --config override.
+"""
+
+
+class Annotation(NamedTuple):
+  line: int  # 1-based line number in its list file.
+  landmarks: np.ndarray  # float64 (98, 2), 0-based pixels as stored.
+  attributes: np.ndarray  # bool (6,), in `ATTRIBUTES` order.
+  image: str  # path relative to WFLW_images/.
+
+
+def parse_line(text: str, line: int) -> Annotation:
+  """One annotation line -> `Annotation`; MalformedSample if it is not one."""
+  tokens = text.split()
+  if len(tokens) <= _NUM_NUMBERS:
+    raise builder_utils.MalformedSample(
+        f"expected {_NUM_NUMBERS} numbers and a path, got {len(tokens)} fields")
+  try:
+    numbers = np.array([float(t) for t in tokens[:_NUM_NUMBERS]])
+  except ValueError:
+    raise builder_utils.MalformedSample(
+        f"expected {_NUM_NUMBERS} numbers before the path, found a non-number") from None
+  try:
+    float(tokens[_NUM_NUMBERS])
+  except ValueError:
+    pass
+  else:  # a number where the path should be: too many points.
+    raise builder_utils.MalformedSample(f"more than {_NUM_NUMBERS} numbers before the path")
+  flags = numbers[-len(ATTRIBUTES):]
+  if not np.isin(flags, (0, 1)).all():
+    raise builder_utils.MalformedSample(f"attribute flags must be 0 or 1, got {flags}")
+  return Annotation(
+      line=line,
+      landmarks=numbers[:2 * NUM_LANDMARKS].reshape(NUM_LANDMARKS, 2),
+      attributes=flags.astype(bool),
+      image=" ".join(tokens[_NUM_NUMBERS:]).replace("\\", "/"),
+  )
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """WFLW: train, test, and the test subsets largepose ... blur."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = builder_utils.DEFAULT_CONFIGS
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
+
+  def __init__(self, *, file_format=None, **kwargs):
+    # TFDS writes tfrecord (which needs TensorFlow) unless told otherwise.
+    super().__init__(file_format=file_format or "array_record", **kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    extra = {"attributes": tfds.features.Tensor(shape=(len(ATTRIBUTES),), dtype=np.bool_)}
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=(
+            "WFLW face crops with 98 landmarks (0-based pixels in the crop), the crop box "
+            "in the original image, head pose (yaw, pitch, roll in degrees; source: "
+            f"{self.builder_config.pose_source}) and the attribute flags "
+            f"{', '.join(ATTRIBUTES)} (`attributes`, bool (6,), in that order)."),
+        features=face_features.face_features(
+            NUM_LANDMARKS, self.builder_config.image_format, extra),
+        homepage="https://wywu.github.io/projects/LAB/WFLW.html",
+        citation=(
+            "@inproceedings{wayne2018lab,\n  author={Wu, Wayne and Qian, Chen and Yang, "
+            "Shuo and Wang, Quan and Cai, Yici and Zhou, Qiang},\n  title={Look at "
+            "Boundary: A Boundary-Aware Face Alignment Algorithm},\n  booktitle={CVPR},\n"
+            "  year={2018}\n}"),
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = dl_manager.manual_dir  # TFDS raises with the instructions if absent/empty.
+    builder_utils.require_layout(
+        manual_dir, [*LIST_FILES.values(), IMAGE_DIR], _INSTRUCTIONS)
+    builder_utils.PoseLabeler.from_config(self.builder_config, manual_dir)  # fail early.
+    manual_dir = os.fspath(manual_dir)
+    splits = {name: self._generate_examples(manual_dir, name, name, None)
+              for name in LIST_FILES}
+    for name, index in SUBSETS.items():
+      splits[name] = self._generate_examples(manual_dir, name, "test", index)
+    return splits
+
+  def _generate_examples(
+      self, manual_dir: str, split: str, list_split: str, attribute: int | None
+  ) -> Iterator[tuple[int, dict]]:
+    """Faces of `list_split`'s list file (those with flag `attribute` set, if given).
+
+    Keys are the 1-based line numbers: unique even when an image holds several faces.
+    """
+    config = self.builder_config
+    report = builder_utils.SkipReport(self.name, split)
+    labeler = builder_utils.PoseLabeler.from_config(config, manual_dir)
+    load = functools.lru_cache(maxsize=8)(face_crop.load_rgb_image)  # faces of one image.
+    list_file = LIST_FILES[list_split]
+    with open(os.path.join(manual_dir, list_file), encoding="utf-8") as f:
+      lines = f.read().splitlines()
+    for line_no, text in enumerate(lines, start=1):
+      if not text.strip():
+        continue
+      where = f"{os.path.basename(list_file)}:{line_no}"
+      try:
+        ann = parse_line(text, line_no)
+      except builder_utils.MalformedSample as e:
+        report.skip(where, str(e))
+        continue
+      if attribute is not None and not ann.attributes[attribute]:
+        continue
+      filename = f"{IMAGE_DIR}/{ann.image}"
+      try:
+        points = builder_utils.check_landmarks(ann.landmarks, NUM_LANDMARKS)
+        image = load(os.path.join(manual_dir, IMAGE_DIR, ann.image))
+        angles = labeler([f"{filename}#{line_no}", filename], points)
+        example = builder_utils.make_example(
+            image, points, filename, angles, config, {"attributes": ann.attributes})
+      except (builder_utils.MalformedSample, face_crop.ImageLoadError) as e:
+        report.skip(f"{where} ({filename})", str(e).replace(manual_dir + os.sep, ""))
+        continue
+      yield line_no, example
+    labeler.report_into(report)
+    report.finish()

@@ -1,0 +1,124 @@
+"""Builder plumbing: .pts parsing, landmark checks, skip report, pose labelling."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+
+from asmnet_jax import builder_utils, pose, rotation
+
+
+def _pts_text(points, n_header=None):
+  lines = ["version: 1", f"n_points:  {len(points) if n_header is None else n_header}", "{"]
+  lines += [f"{x:.3f} {y:.3f}" for x, y in points]
+  return "\n".join(lines + ["}"]) + "\n"
+
+
+def test_parse_pts(tmp_path):
+  points = np.random.default_rng(0).uniform(1, 500, (68, 2)).round(3)
+  path = tmp_path / "a.pts"
+  path.write_text(_pts_text(points).replace("\n", "\r\n"))  # Windows line ends too.
+  parsed = builder_utils.parse_pts(path)
+  assert parsed.shape == (68, 2) and parsed.dtype == np.float64
+  np.testing.assert_array_equal(parsed, points)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("version: 1\n{\n1 2\n}\n", "n_points"),
+    ("version: 1\nn_points: 1\n1 2\n}\n", "line 3: expected 'key: value'"),
+    ("version: 1\nn_points: 1\n", "no '{'"),
+    ("version: 1\nn_points: 2\n{\n1 2\n3 4\n", "no '}'"),
+    ("version: 1\nn_points: 2\n{\n1 2\n3;4\n}\n", "line 5: expected 'x y'"),
+    ("version: 1\nn_points: 3\n{\n1 2\n3 4\n}\n", "header says 3 points, the list has 2"),
+])
+def test_parse_pts_errors(tmp_path, text, message):
+  path = tmp_path / "bad.pts"
+  path.write_text(text)
+  with pytest.raises(builder_utils.MalformedSample, match=message) as info:
+    builder_utils.parse_pts(path)
+  assert "bad.pts" in str(info.value)
+
+
+def test_parse_pts_missing_file(tmp_path):
+  with pytest.raises(builder_utils.MalformedSample, match="cannot read .*nope.pts"):
+    builder_utils.parse_pts(tmp_path / "nope.pts")
+
+
+def test_check_landmarks():
+  good = np.random.default_rng(0).uniform(0, 100, (68, 2))
+  np.testing.assert_array_equal(builder_utils.check_landmarks(good, 68), good)
+  with pytest.raises(builder_utils.MalformedSample, match="expected 68 points, got 67"):
+    builder_utils.check_landmarks(good[:67], 68)
+  bad = good.copy()
+  bad[3, 1] = np.inf
+  with pytest.raises(builder_utils.MalformedSample, match="non-finite"):
+    builder_utils.check_landmarks(bad, 68)
+  with pytest.raises(builder_utils.MalformedSample, match="degenerate"):
+    builder_utils.check_landmarks(np.ones((68, 2)), 68)
+
+
+def test_skip_report_warns_and_logs(caplog):
+  report = builder_utils.SkipReport("ds", "train")
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    assert report.finish() == ""  # nothing to say: no warning.
+  report.skip("a/b.pts", "expected 68 points, got 67")
+  report.skip("c.jpg", "image not found")
+  report.note("2 face(s) got fitted poses")
+  with caplog.at_level(logging.WARNING), pytest.warns(builder_utils.SkippedSamplesWarning) as w:
+    text = report.finish()
+  assert "ds/train: skipped 2 malformed sample(s)" in text
+  assert "a/b.pts: expected 68 points, got 67" in text and "c.jpg: image not found" in text
+  assert "ds/train: 2 face(s) got fitted poses" in text
+  assert str(w[0].message) == text and text in caplog.text
+
+
+def test_pose_labeler_fit_and_overrides():
+  angles = np.array([20.0, -10.0, 5.0])
+  face = rotation.load_mean_face() @ rotation.euler_to_rotation(*angles).T
+  points = 50 * face[:, :2] + 100
+  fit = builder_utils.PoseLabeler()
+  assert fit(["x.jpg"], points).dtype == np.float32
+  np.testing.assert_allclose(fit(["x.jpg"], points), angles, atol=1e-4)
+  labeler = builder_utils.PoseLabeler({"dir/x.jpg": (1.0, 2.0, 3.0)}, source="p.csv")
+  np.testing.assert_array_equal(labeler(["dir/x.pts", "dir\\x.jpg"], points), [1, 2, 3])
+  np.testing.assert_allclose(labeler(["dir/y.pts", "dir/y.jpg"], points), angles, atol=1e-4)
+  report = builder_utils.SkipReport("ds", "s")
+  labeler.report_into(report)
+  assert report.notes == ["1 face(s) missing from p.csv got fitted poses: dir/y.pts"]
+  with pytest.raises(builder_utils.MalformedSample, match="pose fit failed"):
+    fit(["z"], np.ones((68, 2)))  # all points coincide.
+
+
+def test_pose_labeler_from_config(tmp_path):
+  fit_config, override_config = builder_utils.DEFAULT_CONFIGS
+  assert builder_utils.PoseLabeler.from_config(fit_config, tmp_path).overrides is None
+  with pytest.raises(FileNotFoundError, match="--config fit"):
+    builder_utils.PoseLabeler.from_config(override_config, tmp_path)
+  (tmp_path / builder_utils.POSE_OVERRIDES_FILENAME).write_text("a.jpg,1,2,3\n")
+  labeler = builder_utils.PoseLabeler.from_config(override_config, tmp_path)
+  assert labeler.overrides == {"a.jpg": (1.0, 2.0, 3.0)}
+  with pytest.raises(ValueError, match="pose_source"):
+    builder_utils.FaceBuilderConfig(name="x", pose_source="hopenet")
+
+
+def test_require_layout(tmp_path):
+  (tmp_path / "a").mkdir()
+  builder_utils.require_layout(tmp_path, ["a"], "how to")
+  with pytest.raises(FileNotFoundError, match=r"lacks: b, c/d\.\nhow to"):
+    builder_utils.require_layout(tmp_path, ["a", "b", "c/d"], "how to")
+
+
+def test_make_example():
+  image = np.random.default_rng(0).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+  points = np.random.default_rng(1).uniform(30, 70, (68, 2))
+  config = builder_utils.FaceBuilderConfig(name="t", image_format="png", max_size=None)
+  example = builder_utils.make_example(
+      image, points, "a/b.jpg", np.zeros(3, np.float32), config, {"attributes": np.ones(6, bool)})
+  assert set(example) == {"image", "landmarks", "crop_box", "pose", "filename", "attributes"}
+  assert example["image"][:4] == b"\x89PNG"
+  np.testing.assert_allclose(example["landmarks"] + example["crop_box"][:2], points, atol=1e-4)
+  assert pose.normalize_key("./a\\b.jpg ") == "a/b.jpg"
