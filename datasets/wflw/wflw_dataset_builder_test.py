@@ -41,7 +41,9 @@ def _annotations(split: str) -> list[tuple[np.ndarray, np.ndarray, str]]:
   """(landmarks (98, 2), flags (6,), image) of each well-formed line of a list file."""
   path = os.path.join(DUMMY, wflw.LIST_FILES[split])
   rows = []
-  for line in open(path).read().splitlines():
+  with open(path) as f:
+    lines = f.read().splitlines()
+  for line in lines:
     tokens = line.split()
     if len(tokens) != 207:
       continue

@@ -74,6 +74,14 @@ def write_pts(path: str, points: np.ndarray) -> None:
     f.write("\n".join(lines) + "\n")
 
 
+def replace_line(path: str, index: int, text: str) -> None:
+  with open(path) as f:
+    lines = f.read().splitlines()
+  lines[index] = text
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
 def main() -> None:
   rng = np.random.default_rng(0)
   images: dict[str, tuple[Image.Image, str]] = {}
@@ -84,15 +92,9 @@ def main() -> None:
       points = points[:67]  # malformed: 67 points.
     write_pts(os.path.join(HERE, stem + ".pts"), points)
     if stem.endswith("t3_1"):  # malformed: a NaN coordinate.
-      path = os.path.join(HERE, stem + ".pts")
-      lines = open(path).read().splitlines()
-      lines[3 + 10] = "nan 40.000"
-      open(path, "w").write("\n".join(lines) + "\n")
+      replace_line(os.path.join(HERE, stem + ".pts"), 3 + 10, "nan 40.000")
     if stem.endswith("image_003_1"):  # malformed: an unparsable point line.
-      path = os.path.join(HERE, stem + ".pts")
-      lines = open(path).read().splitlines()
-      lines[3 + 20] = "12.5,40.0"
-      open(path, "w").write("\n".join(lines) + "\n")
+      replace_line(os.path.join(HERE, stem + ".pts"), 3 + 20, "12.5,40.0")
     if image_name is None:
       continue
     if mode == "broken":
