@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from typing import Any, Iterator, Sequence
 
@@ -67,6 +68,8 @@ class InputConfig:
   rotation_deg: training rotation drawn from U(-r, r) degrees (0 disables).
   scale_range: training zoom drawn from U(lo, hi); < 1 shrinks the face inside the
     crop, > 1 enlarges it and is clamped so that no landmark leaves the crop.
+    No example is ever dropped: the crop box is fitted to the *rotated* landmarks
+    (so rotation cannot push points out) and the zoom is clamped.
   brightness, contrast, colour, noise, salt_pepper: see `augment.Photometric`.
   seed: default stream seed, for callers that do not pass one.
   worker_count: grain worker processes (0: in-process threads only).
@@ -174,20 +177,26 @@ class _TrainExample:
     self.per_epoch = per_epoch
     self.num_records = len(source)
     self._perms: dict[int, np.ndarray] = {}
+    self._lock = threading.Lock()  # grain read threads share this object.
 
   def __getstate__(self):
     state = dict(self.__dict__)
-    state["_perms"] = {}
+    state["_perms"], state["_lock"] = {}, None
     return state
 
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._lock = threading.Lock()
+
   def _permutation(self, epoch: int) -> np.ndarray:
-    perm = self._perms.get(epoch)
-    if perm is None:
-      perm = np.random.default_rng([self.seed, epoch, 1]).permutation(self.num_records)
-      if len(self._perms) > 2:  # threads may straddle an epoch boundary.
-        self._perms.pop(min(self._perms))
-      self._perms[epoch] = perm
-    return perm
+    with self._lock:
+      perm = self._perms.get(epoch)
+      if perm is None:
+        perm = np.random.default_rng([self.seed, epoch, 1]).permutation(self.num_records)
+        if len(self._perms) > 2:  # keep a few: threads may straddle an epoch boundary.
+          self._perms.pop(min(self._perms))
+        self._perms[epoch] = perm
+      return perm
 
   def record_index(self, position: int) -> tuple[int, int]:
     """(epoch, record index) at this host's stream position."""

@@ -400,6 +400,8 @@ def test_tfds_data_source(tmp_path):
                    else s["filename"]] for s in (source[i] for i in range(len(source)))]
   expected = ip.eval_normalized_landmarks(None, landmarks=np.stack([r["landmarks"] for r in order]))
   np.testing.assert_allclose(ip.eval_normalized_landmarks(source), expected, atol=1e-6)
+  # The landmark-only view does not decode images.
+  assert isinstance(ip._landmarks_only(source)[0]["image"], bytes)
   batch = next(ip.create_eval_iterator(source, batch_size=6, config=_config(),
                                        shard_index=0, shard_count=1))
   np.testing.assert_allclose(batch["landmarks"], expected, atol=1e-5)
