@@ -1,0 +1,115 @@
+"""Synthetic faces (68 landmarks, head pose), rendered by `asmnet_jax.synthetic_faces`.
+
+Nothing to download: every example is rendered from its seed while building. See
+README.md in this folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import multiprocessing
+import os
+import warnings
+from typing import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from asmnet_jax import face_features, synthetic_faces
+
+NUM_LANDMARKS = synthetic_faces.NUM_LANDMARKS
+# Seeds of split s are SEED_BASE[s] + index: disjoint for up to 2**30 faces a split.
+SEED_BASE = {"train": 0, "test": 1 << 30}
+# Below this many faces a split renders in-process (a worker pool costs ~1 s to start).
+_MIN_PARALLEL = 256
+
+
+@dataclasses.dataclass(eq=False)
+class SyntheticFacesConfig(tfds.core.BuilderConfig):
+  """Sizes of a synthetic build.
+
+  Attributes:
+    num_train, num_test: faces in the `train` and `test` splits.
+    image_size: side of the square renders in pixels.
+    workers: rendering processes (0: one per CPU core, 1: in-process).
+  """
+  num_train: int = 5000
+  num_test: int = 500
+  image_size: int = 192
+  workers: int = 0
+
+
+def _render(args: tuple[int, int]) -> tuple[bytes, np.ndarray, np.ndarray]:
+  seed, size = args
+  out = synthetic_faces.render_face(seed, size)
+  return out["jpeg"], out["landmarks"], out["pose"]
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """Synthetic faces: `train` and `test`, with disjoint seeds."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = [
+      SyntheticFacesConfig(
+          name="default", description="5000 train + 500 test faces, 192 px."),
+      SyntheticFacesConfig(
+          name="tiny", description="48 train + 16 test faces, for tests (seconds).",
+          num_train=48, num_test=16, workers=1),
+  ]
+
+  def __init__(self, *, file_format=None, **kwargs):
+    # TFDS writes tfrecord (which needs TensorFlow) unless told otherwise.
+    super().__init__(file_format=file_format or "array_record", **kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=(
+            "Procedurally rendered faces (asmnet_jax.synthetic_faces): random identity, "
+            "expression, head pose (yaw +-60, pitch +-30, roll +-30 degrees), lighting, hair, "
+            "background clutter, occluders, blur, noise and JPEG artefacts, with the exact "
+            "68 landmarks (iBUG 300-W order, 0-based pixels) and pose (yaw, pitch, roll in "
+            "degrees, asmnet_jax.rotation conventions). The whole render is the crop."),
+        features=face_features.face_features(NUM_LANDMARKS, image_format="jpeg"),
+        homepage="https://github.com/",
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    del dl_manager  # Nothing to download.
+    config = self.builder_config
+    return {
+        "train": self._generate_examples("train", config.num_train),
+        "test": self._generate_examples("test", config.num_test),
+    }
+
+  def _generate_examples(self, split: str, count: int) -> Iterator[tuple[str, dict]]:
+    config = self.builder_config
+    size = config.image_size
+    jobs = [(SEED_BASE[split] + i, size) for i in range(count)]
+    workers = config.workers or os.cpu_count() or 1
+    if workers > 1 and count >= _MIN_PARALLEL:
+      # "fork", not "spawn": spawn re-runs the caller's main script in each worker,
+      # which breaks scripts without a __main__ guard. The workers only run NumPy and
+      # PIL, so JAX's warning about forking its threads does not apply to them.
+      with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+        pool = multiprocessing.get_context("fork").Pool(workers)
+      with pool:
+        yield from self._examples(split, pool.imap(_render, jobs, chunksize=16), size)
+    else:
+      yield from self._examples(split, map(_render, jobs), size)
+
+  def _examples(self, split: str, renders, size: int) -> Iterator[tuple[str, dict]]:
+    crop_box = np.array([0.0, 0.0, size, size], dtype=np.float32)
+    for i, (jpeg, landmarks, pose) in enumerate(renders):
+      filename = f"synthetic/{split}/{i:06d}.jpg"
+      yield filename, {
+          # A file object: TFDS stores its bytes as they are (no re-encoding, no TF).
+          "image": io.BytesIO(jpeg),
+          "landmarks": landmarks,
+          "crop_box": crop_box,
+          "pose": pose,
+          "filename": filename,
+      }

@@ -1,0 +1,174 @@
+"""Tests for the synthetic face renderer and the `synthetic_faces` TFDS builder."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+import pytest
+
+from asmnet_jax import rotation
+from asmnet_jax import synthetic_faces as sf
+
+SIZE = 192
+
+
+def test_same_seed_same_pixels_different_seed_differs():
+  a, b, c = sf.render_face(11), sf.render_face(11), sf.render_face(12)
+  np.testing.assert_array_equal(a["image"], b["image"])
+  np.testing.assert_array_equal(a["landmarks"], b["landmarks"])
+  np.testing.assert_array_equal(a["pose"], b["pose"])
+  assert a["jpeg"] == b["jpeg"]
+  assert not np.array_equal(a["image"], c["image"])
+  assert not np.allclose(a["landmarks"], c["landmarks"])
+
+
+def test_output_shapes_and_types():
+  out = sf.render_face(0, image_size=128)
+  assert out["image"].shape == (128, 128, 3) and out["image"].dtype == np.uint8
+  assert out["landmarks"].shape == (68, 2) and out["landmarks"].dtype == np.float32
+  assert out["pose"].shape == (3,) and out["pose"].dtype == np.float32
+  assert out["jpeg"][:2] == b"\xff\xd8"  # JPEG start-of-image marker.
+
+
+@pytest.mark.parametrize("seed", range(0, 60, 3))
+def test_landmarks_inside_image_and_pose_in_range(seed):
+  out = sf.render_face(seed)
+  lm = out["landmarks"]
+  margin = sf.DEFAULT_CONFIG.margin
+  assert np.all(lm >= margin - 1e-3) and np.all(lm <= SIZE - 1 - margin + 1e-3)
+  yaw, pitch, roll = out["pose"]
+  assert -60 <= yaw <= 60 and -30 <= pitch <= 30 and -30 <= roll <= 30
+
+
+def test_configured_pose_ranges_are_respected():
+  cfg = dataclasses.replace(sf.DEFAULT_CONFIG, yaw=(10.0, 20.0), pitch=(-5.0, 0.0),
+                            roll=(3.0, 3.0))
+  for seed in range(5):
+    yaw, pitch, roll = sf.render_face(seed, config=cfg)["pose"]
+    assert 10 <= yaw <= 20 and -5 <= pitch <= 0 and roll == pytest.approx(3.0)
+
+
+def test_pose_distribution_covers_the_ranges():
+  poses = np.array([sf.render_face(s)["pose"] for s in range(40)])
+  assert np.abs(poses[:, 0]).max() > 40 and np.abs(poses[:, 1]).max() > 20
+
+
+@pytest.mark.parametrize("seed", [0, 5, 17])
+def test_landmarks_are_the_projection_with_euler_to_rotation(seed):
+  """Landmarks = pinhole projection of the 3D points rotated by euler_to_rotation."""
+  out = sf.render_face(seed)
+  cam = out["camera"]
+  rot = rotation.euler_to_rotation(*out["pose"].astype(np.float64))
+  # float32 pose label -> the rotation used is recovered to float32 precision.
+  p = out["points3d"] @ rot.T + [0.0, 0.0, cam["distance"]]
+  expected = cam["scale"] * cam["distance"] * p[:, :2] / p[:, 2:] + cam["offset"]
+  np.testing.assert_allclose(out["landmarks"], expected, atol=2e-3)
+  np.testing.assert_allclose(
+      sf.project_points(out["points3d"], out["pose"], **cam), out["landmarks"], atol=2e-3)
+
+
+def test_mean_shape_frontal_face_is_the_projected_mean_face():
+  out = sf.render_face(3, config=sf.CLEAN_FRONTAL_CONFIG)
+  mean = rotation.load_mean_face()
+  np.testing.assert_array_equal(out["points3d"], mean)
+  np.testing.assert_array_equal(out["pose"], np.zeros(3, np.float32))
+  cam = out["camera"]
+  p = mean + [0.0, 0.0, cam["distance"]]  # Identity rotation.
+  expected = cam["scale"] * cam["distance"] * p[:, :2] / p[:, 2:] + cam["offset"]
+  np.testing.assert_allclose(out["landmarks"], expected, atol=1e-3)
+  # Centred (shift 0): the landmark box is in the middle of the image.
+  centre = 0.5 * (out["landmarks"].min(0) + out["landmarks"].max(0))
+  np.testing.assert_allclose(centre, [(SIZE - 1) / 2] * 2, atol=1e-3)
+
+
+@pytest.mark.parametrize("axis,sign_check", [
+    ("yaw", lambda lm: lm[30, 0] > 0.5 * (lm[36, 0] + lm[45, 0]) + 5),  # Nose to +x.
+    ("pitch", lambda lm: lm[30, 1] < 0.5 * (lm[36, 1] + lm[45, 1]) + 5),  # Nose up.
+    ("roll", lambda lm: lm[45, 1] > lm[36, 1] + 10),  # Clockwise on screen.
+])
+def test_pose_signs_follow_the_rotation_module(axis, sign_check):
+  angles = {"yaw": (0.0, 0.0), "pitch": (0.0, 0.0), "roll": (0.0, 0.0)}
+  angles[axis] = (30.0, 30.0)
+  cfg = dataclasses.replace(sf.CLEAN_FRONTAL_CONFIG, **angles)
+  assert sign_check(sf.render_face(0, config=cfg)["landmarks"])
+
+
+def _pixel(image: np.ndarray, p: np.ndarray) -> np.ndarray:
+  return image[int(round(p[1])), int(round(p[0]))].astype(np.float64)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_landmarks_land_on_drawn_features(seed):
+  """Unoccluded frontal faces: eyes, lips and brows differ from the cheek's skin."""
+  out = sf.render_face(seed, config=sf.CLEAN_FRONTAL_CONFIG)
+  image, lm = out["image"], out["landmarks"]
+  skin = _pixel(image, 0.5 * (lm[31] + lm[2]))  # Mid cheek.
+  dist = lambda p: np.linalg.norm(_pixel(image, p) - skin)  # pylint: disable=unnecessary-lambda-assignment
+  assert dist(lm[36:42].mean(0)) > 35  # Iris / pupil at the eye centres.
+  assert dist(lm[42:48].mean(0)) > 35
+  assert dist(0.5 * (lm[51] + lm[62])) > 15  # Upper lip.
+  assert dist(0.5 * (lm[57] + lm[66])) > 15  # Lower lip.
+  assert dist(lm[19] + [0.0, 1.5]) > 15  # Brow band under its landmarks.
+  assert dist(lm[24] + [0.0, 1.5]) > 15
+  # Somewhere along each eye's mid line the sclera is brighter than the skin.
+  for eye in (lm[36:42], lm[42:48]):
+    line = np.stack([eye[0], 0.5 * (eye[1] + eye[5]), 0.5 * (eye[2] + eye[4]), eye[3]])
+    t = np.linspace(0.0, 3.0, 31)
+    points = [line[int(min(k, 2))] + (k - min(int(k), 2)) * (line[int(min(k, 2)) + 1]
+                                                              - line[int(min(k, 2))])
+              for k in t]
+    assert max(_pixel(image, q).mean() for q in points) > skin.mean() + 15
+
+
+def test_every_occluder_and_style_renders():
+  cfg = dataclasses.replace(sf.DEFAULT_CONFIG, occluder_prob=1.0)
+  for seed in range(24):
+    out = sf.render_face(seed, image_size=96, config=cfg)
+    assert out["image"].shape == (96, 96, 3)
+    assert np.all(out["landmarks"] >= 0) and np.all(out["landmarks"] <= 95)
+
+
+def test_sample_grid_size():
+  grid = sf.sample_grid(range(3), image_size=64, cols=2)
+  assert grid.size == (128, 128)
+
+
+def test_tiny_builds_and_reads_back_without_tensorflow(tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  import datasets.synthetic_faces  # pylint: disable=g-import-not-at-top,unused-import
+
+  builder = tfds.builder("synthetic_faces/tiny", data_dir=str(tmp_path))
+  builder.download_and_prepare()
+  config = builder.builder_config
+  train, test = builder.as_data_source("train"), builder.as_data_source("test")
+  assert len(train) == config.num_train and len(test) == config.num_test
+  names = set()
+  for source, split in ((train, "train"), (test, "test")):
+    for i in range(len(source)):
+      ex = source[i]
+      assert ex["image"].shape == (192, 192, 3) and ex["image"].dtype == np.uint8
+      assert ex["landmarks"].shape == (68, 2) and ex["landmarks"].dtype == np.float32
+      assert ex["pose"].shape == (3,) and ex["pose"].dtype == np.float32
+      np.testing.assert_array_equal(ex["crop_box"], [0, 0, 192, 192])
+      name = ex["filename"].decode()
+      assert name.startswith(f"synthetic/{split}/") and name.endswith(".jpg")
+      names.add(name)
+  assert len(names) == config.num_train + config.num_test
+  # A stored example is exactly the render of its seed (JPEG bytes stored as made).
+  ex = train[0]
+  index = int(ex["filename"].decode().split("/")[-1].split(".")[0])
+  seed = datasets.synthetic_faces.synthetic_faces_dataset_builder.SEED_BASE["train"] + index
+  out = sf.render_face(seed)
+  np.testing.assert_array_equal(ex["landmarks"], out["landmarks"])
+  np.testing.assert_array_equal(ex["pose"], out["pose"])
+  assert np.abs(ex["image"].astype(int) - out["image"]).mean() < 1.0
+  assert "tensorflow" not in sys.modules
+
+
+def test_train_and_test_seeds_are_disjoint():
+  from datasets.synthetic_faces import synthetic_faces_dataset_builder as b  # pylint: disable=g-import-not-at-top
+
+  big = max(c.num_train for c in b.Builder.BUILDER_CONFIGS)
+  assert b.SEED_BASE["train"] + big <= b.SEED_BASE["test"]
