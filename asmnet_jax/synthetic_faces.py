@@ -460,6 +460,15 @@ class _Camera:
     return self.project_camera(self.to_camera(x))
 
 
+def _canvas_camera(cam: _Camera, ss: int) -> _Camera:
+  """The camera drawing at `ss` times the output resolution.
+
+  Output pixel x -> canvas ss * (x + 0.5): PIL fills canvas pixel k over [k, k + 1),
+  and output pixel i (centre i) is the box average of canvas pixels [ss i, ss i + ss).
+  """
+  return _Camera(cam.rot, cam.distance, cam.scale * ss, cam.offset * ss + 0.5 * ss)
+
+
 def project_points(points: np.ndarray, pose: np.ndarray, distance: float,
                    scale: float, offset: np.ndarray) -> np.ndarray:
   """The renderer's projection of head-frame points (N, 3) to pixels (N, 2).
@@ -600,9 +609,7 @@ def _render_scene(scene: _Scene) -> dict[str, Any]:
   tpl = _template()
   ss = cfg.supersample
   canvas_size = size * ss
-  # Canvas camera: output pixel x -> canvas ss * x + (ss - 1) / 2 (box downsampling).
-  cam = _Camera(scene.camera.rot, scene.camera.distance, scene.camera.scale * ss,
-                scene.camera.offset * ss + 0.5 * (ss - 1))
+  cam = _canvas_camera(scene.camera, ss)
   rot = cam.rot
   v = scene.vertices
   vc = cam.to_camera(v)
@@ -615,7 +622,7 @@ def _render_scene(scene: _Scene) -> dict[str, Any]:
   hair = _HAIR[rng.integers(len(_HAIR))] * rng.uniform(0.85, 1.15)
   brow_col = hair if _luma(hair) < 0.6 * _luma(skin) else skin * rng.uniform(0.25, 0.45)
   iris_col = _IRIS[rng.integers(len(_IRIS))]
-  lip_col = np.clip(skin * np.array([1.0, 0.62, 0.66]) * rng.uniform(0.72, 0.9), 0, 1)
+  lip_col = np.clip(skin * np.array([0.95, 0.58, 0.62]) * rng.uniform(0.62, 0.82), 0, 1)
   if rng.random() < 0.25:  # Lipstick.
     lip_col = np.array([rng.uniform(0.45, 0.8), rng.uniform(0.05, 0.25), rng.uniform(0.1, 0.3)])
   shirt = rng.uniform(0.05, 0.95, 3)
@@ -623,8 +630,10 @@ def _render_scene(scene: _Scene) -> dict[str, Any]:
   light /= np.linalg.norm(light)
   ambient = rng.uniform(0.5, 0.75)
   diffuse = rng.uniform(0.35, 0.6)
-  tint = rng.uniform(0.9, 1.0, 3)
-  tint /= tint.max()
+  # Light colour: warm (less blue) or cool (less red), never green-shifted skin.
+  warm = rng.uniform(0.0, 1.0)
+  tint = np.array([1.0, 1.0 - 0.06 * warm, 1.0 - 0.14 * warm]) if rng.random() < 0.7 else \
+      np.array([1.0 - 0.1 * warm, 1.0 - 0.04 * warm, 1.0])
   hair_style = rng.choice(["short", "long", "bald", "short", "long"])
   hairline = rng.uniform(-0.12, 0.12)
   hair_volume = rng.uniform(1.02, 1.1)
@@ -662,8 +671,8 @@ def _render_scene(scene: _Scene) -> dict[str, Any]:
   def body_to_camera(p: np.ndarray, r: np.ndarray) -> np.ndarray:
     return (p - pivot) @ r.T + pivot_c
 
-  sh = np.array([[-0.42, 1.05], [-0.9, 1.25], [-1.5, 1.55], [-1.8, 2.6], [1.8, 2.6],
-                 [1.5, 1.55], [0.9, 1.25], [0.42, 1.05]]) * [rng.uniform(0.9, 1.2), 1.0]
+  sh = np.array([[-0.40, 0.92], [-0.95, 1.08], [-1.55, 1.3], [-1.9, 2.6], [1.9, 2.6],
+                 [1.55, 1.3], [0.95, 1.08], [0.40, 0.92]]) * [rng.uniform(0.9, 1.2), 1.0]
   torso = np.concatenate([sh, np.full((len(sh), 1), 0.5)], axis=1)
   tc = body_to_camera(torso, body_rot)
   painter.add(1, 10.0, _polygon(cam.project_camera(tc), colour(shirt, 0.5 + 0.5 * ambient)))
@@ -896,7 +905,7 @@ def _render_scene(scene: _Scene) -> dict[str, Any]:
 
     def draw_lips(draw, up=up, lo=lo, inner=inner, gap=gap, teeth=teeth):
       draw.polygon(_flat(up), fill=colour(lip_col, 0.8 * sv_m))
-      draw.polygon(_flat(lo), fill=colour(lip_col, 1.0 * sv_m + 0.05))
+      draw.polygon(_flat(lo), fill=colour(lip_col, 0.95 * sv_m + 0.05))
       # The vermilion border: a thin darker outline makes the outer chain visible.
       draw.line(_flat(lm2[np.r_[LIPS_OUTER, 48]]), fill=colour(lip_col, 0.55 * sv_m),
                 width=max(1, int(round(0.6 * px))), joint="curve")
@@ -926,7 +935,7 @@ def _render_scene(scene: _Scene) -> dict[str, Any]:
     # A box blur with a fractional radius: much cheaper than PIL's GaussianBlur.
     img = img.filter(ImageFilter.BoxBlur(rng.uniform(0.3, cfg.blur)))
   arr = np.asarray(img, dtype=np.float32)
-  gain = (rng.uniform(0.8, 1.2) * rng.uniform(0.94, 1.06, 3)).astype(np.float32)
+  gain = (rng.uniform(0.8, 1.2) * rng.uniform(0.96, 1.04, 3)).astype(np.float32)
   arr = arr * gain + np.float32(rng.uniform(-20, 20) + 0.5)
   if cfg.noise > 0:
     arr += _noise_patch(rng, arr.shape[:2]) * np.float32(rng.uniform(0.0, cfg.noise))

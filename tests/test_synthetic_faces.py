@@ -95,6 +95,23 @@ def test_pose_signs_follow_the_rotation_module(axis, sign_check):
   assert sign_check(sf.render_face(0, config=cfg)["landmarks"])
 
 
+@pytest.mark.parametrize("x,y", [(30.0, 40.0), (30.25, 41.5), (12.75, 20.5)])
+def test_supersampled_drawing_is_centred_on_the_projection(x, y):
+  """A disc drawn around a projected point is centred on it after downsampling."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+
+  ss = 2
+  cam = sf._Camera(np.eye(3), 10.0, 1.0, np.array([x, y]))  # pylint: disable=protected-access
+  canvas_cam = sf._canvas_camera(cam, ss)  # pylint: disable=protected-access
+  ring = sf._circle3d(np.zeros(3), np.array([6.0, 0, 0]), np.array([0, 4.0, 0]), 48)  # pylint: disable=protected-access
+  img = Image.new("L", (64 * ss, 64 * ss))
+  ImageDraw.Draw(img).polygon(canvas_cam.project(ring).reshape(-1).tolist(), fill=255)
+  a = np.asarray(img.reduce(ss), np.float64)
+  ys, xs = np.mgrid[:64, :64]
+  centroid = [(a * xs).sum() / a.sum(), (a * ys).sum() / a.sum()]
+  np.testing.assert_allclose(centroid, cam.project(np.zeros((1, 3)))[0], atol=0.05)
+
+
 def _pixel(image: np.ndarray, p: np.ndarray) -> np.ndarray:
   return image[int(round(p[1])), int(round(p[0]))].astype(np.float64)
 
