@@ -110,7 +110,6 @@ class _Template:
   aux_weights: np.ndarray  # (V - 68, 68) how extra points follow landmark moves.
   vertex_normals: np.ndarray  # (V, 3) unit, outward.
   vertex_ao: np.ndarray  # (V,) ambient-occlusion darkening in the creases.
-  forehead_rows: int
 
 
 def _skull_front_z(x: np.ndarray, y: np.ndarray, inset: float = 0.0) -> np.ndarray:
@@ -243,18 +242,20 @@ def _template() -> _Template:
   ao[[39, 42]] = 0.9
   for a in (vertices, vn, ao, tri, lip_tri, w):
     a.setflags(write=False)
-  return _Template(vertices, tri, lip_tri, w, vn, ao, 4)
+  return _Template(vertices, tri, lip_tri, w, vn, ao)
 
 
 @functools.cache
-def _skull_grid(n_theta: int = 11, n_phi: int = 22) -> tuple[np.ndarray, np.ndarray]:
+def _skull_grid(n_theta: int = 11, n_phi: int = 22) -> np.ndarray:
   """Unit directions (n_theta + 1, n_phi, 3) of a lat-long grid; theta 0 is the top
-  (-y) and phi 0 the front (-z). Returns (directions, theta values)."""
+  (-y) and phi 0 the front (-z); the bottom (under the skull, inside the neck) is left
+  open."""
   theta = np.linspace(0.0, 0.80 * math.pi, n_theta + 1)
   phi = np.linspace(-math.pi, math.pi, n_phi, endpoint=False)
   t, p = np.meshgrid(theta, phi, indexing="ij")
   d = np.stack([np.sin(t) * np.sin(p), -np.cos(t), -np.sin(t) * np.cos(p)], axis=-1)
-  return d, theta
+  d.setflags(write=False)
+  return d
 
 
 # ----------------------------------------------------------------------------------
@@ -658,7 +659,6 @@ def _render_scene(scene: _Scene) -> dict[str, Any]:
   def azimuth(p: np.ndarray) -> np.ndarray:
     return np.arctan2(p[..., 0], -(p[..., 2] - SKULL_CENTRE[2]))
 
-  head_centre_c = cam.to_camera(SKULL_CENTRE[None] * scene.axis_scale)[0]
   painter = _Painter()
 
   # Layer 1: torso and long hair behind; layer 2: neck; layer 3: skull, hair, ears.
@@ -677,13 +677,12 @@ def _render_scene(scene: _Scene) -> dict[str, Any]:
   tc = body_to_camera(torso, body_rot)
   painter.add(1, 10.0, _polygon(cam.project_camera(tc), colour(shirt, 0.5 + 0.5 * ambient)))
   if hair_style == "long":
+    # A flat sheet behind the head: rounded lower edge, closed over the crown.
     length = rng.uniform(0.6, 1.4)
     a = np.linspace(0, math.pi, 12)
-    curtain = np.stack([0.78 * np.cos(a) * hair_volume,
-                        -0.5 + length * np.sin(a) ** 0.3 + 0.0 * a,
+    curtain = np.stack([0.78 * np.cos(a) * hair_volume, -0.5 + length * np.sin(a) ** 0.3,
                         np.full_like(a, 0.55)], axis=1)
-    curtain = np.concatenate([curtain, [[-0.6, -0.9, 0.6], [0.6, -0.9, 0.6]]])[[
-        *range(12), 12, 13]]
+    curtain = np.concatenate([curtain, [[-0.6, -0.9, 0.6], [0.6, -0.9, 0.6]]])
     cc = cam.to_camera(curtain * scene.axis_scale)
     painter.add(1, 5.0, _polygon(cam.project_camera(cc), colour(hair, 0.5 * (1 + ambient))))
   # Neck: from a ring inside the head (moving with it) down to a ring in the body frame.
@@ -706,7 +705,7 @@ def _render_scene(scene: _Scene) -> dict[str, Any]:
     painter.add(2, depth[i], _polygon_flat(q2[i], cols[i]))
   # Skull: lat-long quads on the ellipsoid; hair above the hairline (cut exactly
   # along it), puffed out away from the hairline.
-  dirs, _ = _skull_grid()
+  dirs = _skull_grid()
   axes = SKULL_AXES * scene.axis_scale
   centre = SKULL_CENTRE * scene.axis_scale
   pts = centre + dirs * axes
