@@ -10,6 +10,7 @@ import pytest
 
 from asmnet_jax import rotation
 from asmnet_jax import synthetic_faces as sf
+from asmnet_jax.synthetic import draw
 
 SIZE = 192
 
@@ -101,9 +102,9 @@ def test_supersampled_drawing_is_centred_on_the_projection(x, y):
   from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
 
   ss = 2
-  cam = sf._Camera(np.eye(3), 10.0, 1.0, np.array([x, y]))  # pylint: disable=protected-access
-  canvas_cam = sf._canvas_camera(cam, ss)  # pylint: disable=protected-access
-  ring = sf._circle3d(np.zeros(3), np.array([6.0, 0, 0]), np.array([0, 4.0, 0]), 48)  # pylint: disable=protected-access
+  cam = draw.Camera(np.eye(3), 10.0, 1.0, np.array([x, y]))
+  canvas_cam = draw.canvas_camera(cam, ss)
+  ring = draw.circle3d(np.zeros(3), np.array([6.0, 0, 0]), np.array([0, 4.0, 0]), 48)
   img = Image.new("L", (64 * ss, 64 * ss))
   ImageDraw.Draw(img).polygon(canvas_cam.project(ring).reshape(-1).tolist(), fill=255)
   a = np.asarray(img.reduce(ss), np.float64)

@@ -1,0 +1,50 @@
+"""`RenderConfig`: the distributions a synthetic face is drawn from."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderConfig:
+  """What `render_face` samples. Ranges are (low, high), drawn uniformly.
+
+  Attributes:
+    yaw, pitch, roll: head-pose ranges in degrees (`asmnet_jax.rotation` signs).
+    identity_scale: multiplies every identity deformation (0: the mean shape).
+    expression_scale: multiplies every expression deformation (0: neutral).
+    face_size: jaw width (mean-face 1.25 units) as a fraction of the image side.
+    shift: position jitter, as a fraction of the slack that keeps landmarks inside.
+    margin: the least distance in pixels from any landmark to the image border.
+    camera_distance: pinhole camera distance in face units (smaller: stronger
+      perspective). The head centre is on the optical axis (the image is shifted
+      afterwards), so the appearance of a face matches its pose label.
+    occluder_prob: chance of one occluder (glasses, hand, mask or object).
+    clutter: draw random shapes in the background.
+    blur, noise: upper bounds of the box-blur radius (px) and noise sigma (0-255).
+    jpeg_quality: range of the JPEG quality the image is round-tripped through.
+    supersample: drawing resolution factor (anti-aliasing).
+  """
+  yaw: tuple[float, float] = (-60.0, 60.0)
+  pitch: tuple[float, float] = (-30.0, 30.0)
+  roll: tuple[float, float] = (-30.0, 30.0)
+  identity_scale: float = 1.0
+  expression_scale: float = 1.0
+  face_size: tuple[float, float] = (0.5, 0.67)
+  shift: float = 1.0
+  margin: float = 3.0
+  camera_distance: tuple[float, float] = (5.0, 15.0)
+  occluder_prob: float = 0.25
+  clutter: bool = True
+  blur: float = 1.0
+  noise: float = 6.0
+  jpeg_quality: tuple[int, int] = (40, 95)
+  supersample: int = 2
+
+
+DEFAULT_CONFIG = RenderConfig()
+# Frontal, mean shape, neutral, centred, clean: for tests and for seeing the geometry.
+CLEAN_FRONTAL_CONFIG = RenderConfig(
+    yaw=(0.0, 0.0), pitch=(0.0, 0.0), roll=(0.0, 0.0), identity_scale=0.0,
+    expression_scale=0.0, shift=0.0, occluder_prob=0.0, clutter=False, blur=0.0,
+    noise=0.0, jpeg_quality=(95, 95))

@@ -1,0 +1,280 @@
+"""The synthetic head in 3D: landmark groups, face mesh, identity and expressions.
+
+Frame and units: the head frame of `asmnet_jax.rotation` (x right, y down, z away from
+the camera at zero pose) in mean-face units (outer eye corners about 0.76 apart).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+
+from asmnet_jax import rotation
+from asmnet_jax.synthetic.config import RenderConfig
+
+NUM_LANDMARKS = 68
+JAW = np.arange(0, 17)
+BROWS = (np.arange(17, 22), np.arange(22, 27))  # Subject's right (image left), left.
+NOSE_RIDGE = np.arange(27, 31)
+NOSE_BASE = np.arange(31, 36)
+EYES = (np.arange(36, 42), np.arange(42, 48))  # Each: corner, 2 upper, corner, 2 lower.
+LIPS_OUTER = np.arange(48, 60)
+LIPS_INNER = np.arange(60, 68)
+UPPER_LIP = np.array([48, 49, 50, 51, 52, 53, 54, 64, 63, 62, 61, 60])
+LOWER_LIP = np.array([54, 55, 56, 57, 58, 59, 48, 60, 67, 66, 65, 64])
+
+# Skull ellipsoid: centre, semi-axes.
+SKULL_CENTRE = np.array([0.0, -0.42, 0.38])
+SKULL_AXES = np.array([0.70, 0.88, 0.80])
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+  """The undeformed head mesh (built once from the mean face)."""
+  vertices: np.ndarray  # (V, 3) the 68 mean-face landmarks, then extra skin points.
+  triangles: np.ndarray  # (T, 3) face mesh, wound so normals point out of the face.
+  lip_triangles: np.ndarray  # (L, 3) the lip hole, drawn only under a mask.
+  aux_weights: np.ndarray  # (V - 68, 68) how extra points follow landmark moves.
+  vertex_normals: np.ndarray  # (V, 3) unit, outward.
+  vertex_ao: np.ndarray  # (V,) ambient-occlusion darkening in the creases.
+
+
+def _skull_front_z(x: np.ndarray, y: np.ndarray, inset: float = 0.0) -> np.ndarray:
+  """z of the skull ellipsoid's front surface at (x, y), moved forward by `inset`."""
+  u = 1.0 - (x / SKULL_AXES[0]) ** 2 - ((y - SKULL_CENTRE[1]) / SKULL_AXES[1]) ** 2
+  return SKULL_CENTRE[2] - SKULL_AXES[2] * np.sqrt(np.clip(u, 0.02, None)) - inset
+
+
+def _extra_points(mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+  """Skin points that the landmarks alone leave out: forehead, cheeks, nose sides.
+
+  Returns (points (A, 3), ambient-occlusion factors (A,), outline indices into the
+  full vertex list for the forehead/temple boundary, ordered from jaw 16 to jaw 0).
+  """
+  pts, ao = [], []
+
+  def add(p, a=1.0):
+    pts.append(np.asarray(p, dtype=np.float64))
+    ao.append(a)
+    return NUM_LANDMARKS + len(pts) - 1
+
+  # Forehead rows above the brows, up to the hairline, on the skull surface.
+  brow_idx = np.arange(17, 27)
+  rows = []
+  for dy, spread in ((0.12, 1.04), (0.27, 1.06), (0.42, 1.06), (0.55, 1.02)):
+    row = []
+    xs = mean[brow_idx, 0] * spread
+    ys = mean[brow_idx, 1] - dy
+    # Close the gap between the inner brow points with a middle point.
+    xs = np.concatenate([xs[:5], [0.0], xs[5:]])
+    ys = np.concatenate([ys[:5], [0.5 * (ys[4] + ys[5])], ys[5:]])
+    for x, y in zip(xs, ys):
+      row.append(add([x, y, _skull_front_z(x, y, 0.01)]))
+    rows.append(row)
+  add([0.0, -0.44, -0.445])  # Glabella.
+  # Temples: between the brow tail, the forehead and jaw points 0 / 16.
+  temples = {}
+  for s in (-1.0, 1.0):
+    col = []
+    for x, y in ((0.60, -0.44), (0.58, -0.60), (0.53, -0.76), (0.47, -0.92)):
+      col.append(add([s * x, y, _skull_front_z(s * x, y, 0.01)]))
+    temples[s] = col
+  # Per side: around the eye, the cheek, the nose sides, the mouth and chin.
+  for s in (-1.0, 1.0):
+    for p, a in (
+        ((0.30, -0.415, -0.375), 0.93),  # Above the upper lid.
+        ((0.19, -0.40, -0.40), 0.90),
+        ((0.44, -0.38, -0.24), 0.95),
+        ((0.47, -0.28, -0.18), 0.97),  # Outer eye corner, toward the temple.
+        ((0.10, -0.33, -0.40), 0.85),  # Inner eye corner / nose root.
+        ((0.21, -0.22, -0.37), 0.93),  # Below the lower lid.
+        ((0.34, -0.22, -0.30), 0.95),
+        ((0.50, -0.17, -0.10), 1.0),  # Zygoma.
+        ((0.32, -0.08, -0.36), 1.0),  # Mid cheek.
+        ((0.50, 0.02, -0.08), 1.0),
+        ((0.21, 0.06, -0.41), 0.90),  # Nasolabial fold top.
+        ((0.28, 0.18, -0.36), 0.93),
+        ((0.42, 0.16, -0.20), 1.0),  # Lower cheek.
+        ((0.33, 0.34, -0.26), 0.97),  # Jowl.
+        ((0.13, 0.43, -0.43), 0.97),  # Chin side.
+        ((0.06, -0.27, -0.46), 0.92),  # Nose side, along the ridge.
+        ((0.075, -0.17, -0.49), 0.95),
+        ((0.07, -0.07, -0.53), 0.95),  # Nose tip side.
+        ((0.14, -0.03, -0.43), 0.85),  # Ala top.
+        ((0.185, 0.02, -0.39), 0.80),  # Ala outer crease.
+        ((0.10, 0.10, -0.48), 0.95),  # Philtrum side.
+    ):
+      add([s * p[0], p[1], p[2]], a)
+  add([0.0, -0.07, -0.585])  # Under the nose tip.
+  add([0.0, 0.10, -0.515], 0.92)  # Philtrum.
+  add([0.0, 0.44, -0.47])  # Chin boss.
+  add([0.0, 0.36, -0.46], 0.90)  # Below the lower lip.
+  # Boundary from jaw 16 up the temple, over the hairline row, down to jaw 0.
+  outline = (list(temples[1.0]) + rows[-1][::-1] + list(temples[-1.0])[::-1])
+  return np.stack(pts), np.asarray(ao), outline
+
+
+def _triangle_normals(v: np.ndarray, tri: np.ndarray) -> np.ndarray:
+  n = np.cross(v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]])
+  return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+
+
+def point_in_polygon(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
+  """Even-odd rule; pts (N, 2), poly (M, 2) -> bool (N,)."""
+  x, y = pts[:, 0:1], pts[:, 1:2]
+  x0, y0 = poly[:, 0][None], poly[:, 1][None]
+  x1, y1 = np.roll(poly[:, 0], -1)[None], np.roll(poly[:, 1], -1)[None]
+  crosses = (y0 > y) != (y1 > y)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    xc = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+  return np.sum(crosses & (x < xc), axis=1) % 2 == 1
+
+
+@functools.cache
+def template() -> Template:
+  import matplotlib.tri  # Delaunay, once; deferred so importing this module is cheap.
+
+  mean = rotation.load_mean_face()
+  extra, extra_ao, outline = _extra_points(mean)
+  vertices = np.concatenate([mean, extra])
+  # Triangulate the frontal view (the face is a height field z(x, y) there); the
+  # inner-lip points belong to the lip features, not the skin.
+  used = np.array([i for i in range(len(vertices)) if not 60 <= i < 68])
+  tri = used[matplotlib.tri.Triangulation(vertices[used, 0], vertices[used, 1]).triangles]
+  centroids = vertices[tri, :2].mean(axis=1)
+  face_outline = vertices[list(JAW) + outline, :2]
+  keep = point_in_polygon(centroids, face_outline)
+  for eye in EYES:
+    keep &= ~point_in_polygon(centroids, vertices[eye, :2])
+  in_lips = point_in_polygon(centroids, vertices[LIPS_OUTER, :2])
+  tri_normals = _triangle_normals(vertices, tri)
+  tri = np.where((tri_normals[:, 2] > 0)[:, None], tri[:, ::-1], tri)  # Face -z.
+  lip_tri = tri[keep & in_lips]
+  tri = tri[keep & ~in_lips]
+  # Vertex normals: area-weighted mean of the adjacent triangles' normals.
+  all_tri = np.concatenate([tri, lip_tri])
+  n = np.cross(vertices[all_tri[:, 1]] - vertices[all_tri[:, 0]],
+               vertices[all_tri[:, 2]] - vertices[all_tri[:, 0]])
+  vn = np.zeros_like(vertices)
+  for k in range(3):
+    np.add.at(vn, all_tri[:, k], n)
+  vn /= np.maximum(np.linalg.norm(vn, axis=-1, keepdims=True), 1e-12)
+  # Extra points follow nearby landmark moves (RBF weights, normalised when >1), so
+  # an open jaw or a smile drags the cheeks and chin along.
+  d2 = np.sum((extra[:, None, :] - mean[None, :, :]) ** 2, axis=-1)
+  w = np.exp(-d2 / (2 * 0.09 ** 2))
+  w /= np.maximum(w.sum(axis=1, keepdims=True), 1.0)
+  ao = np.concatenate([np.ones(NUM_LANDMARKS), extra_ao])
+  ao[list(NOSE_BASE)] = 0.85
+  ao[[39, 42]] = 0.9
+  for a in (vertices, vn, ao, tri, lip_tri, w):
+    a.setflags(write=False)
+  return Template(vertices, tri, lip_tri, w, vn, ao)
+
+
+@functools.cache
+def skull_grid(n_theta: int = 11, n_phi: int = 22) -> np.ndarray:
+  """Unit directions (n_theta + 1, n_phi, 3) of a lat-long grid; theta 0 is the top
+  (-y) and phi 0 the front (-z); the bottom (under the skull, inside the neck) is left
+  open."""
+  theta = np.linspace(0.0, 0.80 * math.pi, n_theta + 1)
+  phi = np.linspace(-math.pi, math.pi, n_phi, endpoint=False)
+  t, p = np.meshgrid(theta, phi, indexing="ij")
+  d = np.stack([np.sin(t) * np.sin(p), -np.cos(t), -np.sin(t) * np.cos(p)], axis=-1)
+  d.setflags(write=False)
+  return d
+
+
+def sample_deformation(rng: np.random.Generator, cfg: RenderConfig,
+                       mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+  """Draws an identity and an expression for the landmarks `mean` (68, 3).
+
+  Returns (landmark displacements (68, 3), per-axis scale of the whole head (3,),
+  expression amounts {mouth_open, smile, closing (per eye)}). All zero / ones when
+  `cfg.identity_scale` and `cfg.expression_scale` are 0.
+  """
+  k, e = cfg.identity_scale, cfg.expression_scale
+  d = np.zeros_like(mean)
+  x, y = mean[:, 0], mean[:, 1]
+  n = lambda s: rng.normal(0.0, s)  # pylint: disable=unnecessary-lambda-assignment
+
+  # Identity. Jaw: width of the lower face, chin length.
+  low = np.clip((y - 0.0) / 0.55, 0.0, 1.0)
+  d[JAW, 0] += (n(0.06) * k) * x[JAW] * low[JAW]
+  d[JAW, 1] += (n(0.05) * k) * np.clip((y[JAW] - 0.2) / 0.4, 0, 1)
+  # Eyes: spacing, size, opening, tilt.
+  spacing, size, opening, tilt = n(0.025) * k, n(0.08) * k, n(0.18) * k, n(4.0) * k
+  for side, eye in enumerate(EYES):
+    c = mean[eye].mean(axis=0)
+    rel = mean[eye] - c
+    rel[:, 1] *= 1.0 + opening
+    rel *= 1.0 + size
+    a = math.radians(tilt) * (1 if side == 0 else -1)
+    ca, sa = math.cos(a), math.sin(a)
+    rel[:, :2] = rel[:, :2] @ np.array([[ca, sa], [-sa, ca]])
+    d[eye] += c + rel - mean[eye]
+    d[eye, 0] += spacing * (1 if side else -1)
+  # Brows: height, arch, follow the eye spacing a little.
+  brow_h, arch = n(0.025) * k, n(0.015) * k
+  for side, brow in enumerate(BROWS):
+    d[brow, 1] += brow_h
+    d[brow[1:4], 1] -= arch
+    d[brow, 0] += 0.5 * spacing * (1 if side else -1)
+  # Nose: length, width, protrusion.
+  nose_len, nose_w, nose_z = n(0.03) * k, n(0.12) * k, n(0.15) * k
+  d[30:36, 1] += nose_len * np.array([0.6, 1, 1, 1, 1, 1])
+  d[NOSE_BASE, 0] += nose_w * (x[NOSE_BASE] - x[33])
+  d[27:36, 2] += nose_z * (mean[27:36, 2] - mean[27, 2])
+  # Mouth: width, lip thickness, height.
+  mouth = np.arange(48, 68)
+  mw, up_t, lo_t, mouth_y = n(0.08) * k, n(0.015) * k, n(0.02) * k, n(0.02) * k
+  d[mouth, 0] += mw * (x[mouth] - x[51])
+  d[49:54, 1] -= up_t
+  d[55:60, 1] += lo_t
+  d[mouth, 1] += mouth_y
+  d += rng.normal(0.0, 0.004 * k, size=d.shape)  # A little asymmetry.
+  axis_scale = 1.0 + k * rng.normal(0.0, [0.05, 0.05, 0.08])
+
+  # Expression.
+  info = {}
+  mouth_open = e * (rng.uniform(0.0, 1.0) if rng.random() < 0.35 else 0.0)
+  smile = e * (rng.uniform(0.0, 1.0) if rng.random() < 0.35 else 0.0)
+  blink = rng.random()
+  closing = [0.0, 0.0]
+  if blink < 0.12:
+    closing = [e * rng.uniform(0.5, 1.0)] * 2
+  elif blink < 0.18:
+    closing[int(rng.integers(2))] = e * rng.uniform(0.6, 1.0)
+  brow_raise = e * (rng.uniform(-0.6, 1.0) if rng.random() < 0.4 else 0.0)
+  # Mouth open: jaw rotates down about the ears; lower lip and chin follow.
+  drop = 0.16 * mouth_open
+  w_jaw = np.clip((y[JAW] - y[0]) / (y[8] - y[0]), 0.0, 1.0) ** 1.5
+  d[JAW, 1] += drop * w_jaw
+  d[JAW, 2] += 0.3 * drop * w_jaw
+  d[[55, 56, 57, 58, 59, 65, 66, 67], 1] += drop
+  d[[48, 54, 60, 64], 1] += 0.35 * drop
+  d[[61, 62, 63], 1] -= 0.08 * drop
+  # Smile: corners out and up, lips stretch.
+  d[[48, 60], 0] -= 0.05 * smile
+  d[[54, 64], 0] += 0.05 * smile
+  d[[48, 54, 60, 64], 1] -= 0.045 * smile
+  d[[49, 53, 59, 55], 1] -= 0.015 * smile
+  d[[49, 59], 0] -= 0.02 * smile
+  d[[53, 55], 0] += 0.02 * smile
+  # Eyes closing: the upper lid comes down onto the lower lid.
+  for side, eye in enumerate(EYES):
+    c = closing[side]
+    p = mean[eye] + d[eye]
+    for up, lo in ((1, 5), (2, 4)):
+      d[eye[up]] += c * 0.92 * (p[lo] - p[up])
+  # Brows: raise (all up, inner more) or frown (inner down and in).
+  for brow in BROWS:
+    inner_w = np.linspace(0.6, 1.0, 5) if brow[0] == 17 else np.linspace(1.0, 0.6, 5)
+    d[brow, 1] -= 0.06 * brow_raise * inner_w
+    if brow_raise < 0:
+      d[brow, 0] += 0.03 * brow_raise * np.sign(x[brow]) * inner_w ** 4
+  info.update(mouth_open=mouth_open, smile=smile, closing=closing)
+  return d, axis_scale, info
