@@ -1,0 +1,104 @@
+"""Predicts landmarks and head pose of the faces in images with a trained model.
+
+    python predict.py --workdir DIR IMAGE [IMAGE ...] [--out DIR] [--checkpoint latest]
+
+For each image writes OUT/<name>.png (the image with its face boxes, landmarks and
+pose axes: red x, green y, blue the facing direction) and OUT/predictions.json:
+  [{"image": path, "width": W, "height": H, "drawing": "<name>.png",
+    "faces": [{"box": [x0, y0, x1, y1], "score": s,
+               "pose_deg": {"yaw": ., "pitch": ., "roll": .},
+               "landmarks": [[x, y], ...]}]}, ...]
+Coordinates are pixels of the image as displayed (EXIF orientation applied), 0-based
+with pixel centres on integers; faces come from an OpenCV Haar cascade (near-frontal
+faces) unless --landmark_boxes_json gives boxes. See `asmnet_jax.inference`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from asmnet_jax import inference, plots
+
+
+def draw_faces(image: np.ndarray, faces: Sequence[inference.Face], out_path: str) -> None:
+  """Saves `image` uint8 (H, W, 3) with each face's box, landmarks and pose axes."""
+  h, w = image.shape[:2]
+  dpi = 100
+  fig = plt.figure(figsize=(w / dpi, h / dpi), dpi=dpi)
+  ax = fig.add_axes((0, 0, 1, 1))
+  ax.imshow(image)
+  ax.set_xlim(-0.5, w - 0.5)
+  ax.set_ylim(h - 0.5, -0.5)
+  ax.axis("off")
+  for face in faces:
+    x0, y0, x1, y1 = face.box
+    ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="yellow",
+                               linewidth=1))
+    points = face.landmarks
+    diameter = max(1.5, float(np.ptp(points[:, 0])) / 35.0)  # pixels
+    ax.scatter(points[:, 0], points[:, 1], s=(diameter * 72.0 / dpi) ** 2, c="red",
+               linewidths=0)
+    nose = plots.NOSE_POINTS.get(len(points), slice(None))
+    length = 0.5 * float(np.ptp(points[:, 0]))
+    plots.draw_pose_axes(ax, points[nose].mean(0), face.pose, length)
+    yaw, pitch, roll = face.pose
+    ax.text(x0, y0 - 2, f"yaw {yaw:.0f} pitch {pitch:.0f} roll {roll:.0f}", color="yellow",
+            fontsize=max(6, min(12, w / 60)), va="bottom")
+  fig.savefig(out_path, dpi=dpi)
+  plt.close(fig)
+
+
+def _drawing_names(paths: Sequence[str]) -> list[str]:
+  """<stem>.png per input, numbered where two inputs share a stem."""
+  stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+  return [f"{stem}.png" if stems.count(stem) == 1 else f"{stem}_{i}.png"
+          for i, stem in enumerate(stems)]
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("images", nargs="+", help="image files")
+  parser.add_argument("--workdir", required=True, help="a train.py work directory")
+  parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+  parser.add_argument("--out", default="predictions", help="output directory")
+  parser.add_argument("--landmark_boxes_json", default=None,
+                      help="JSON {image path: [[x0, y0, x1, y1], ...]} of landmark "
+                           "bounding boxes to use instead of detecting faces")
+  parser.add_argument("--refine_passes", type=int, default=1)
+  args = parser.parse_args(argv)
+
+  predictor = inference.Predictor.from_workdir(args.workdir, args.checkpoint,
+                                               refine_passes=args.refine_passes)
+  given = None
+  if args.landmark_boxes_json:
+    with open(args.landmark_boxes_json) as f:
+      given = json.load(f)
+  os.makedirs(args.out, exist_ok=True)
+  report = []
+  for path, drawing in zip(args.images, _drawing_names(args.images)):
+    image = inference.load_image(path)
+    if given is not None:
+      faces, = predictor(image, boxes=given.get(path, []), landmark_boxes=True)
+    else:
+      faces, = predictor(image)
+    draw_faces(image, faces, os.path.join(args.out, drawing))
+    report.append({"image": path, "width": int(image.shape[1]), "height": int(image.shape[0]),
+                   "drawing": drawing, "faces": [face.to_json() for face in faces]})
+    print(f"{path}: {len(faces)} face(s) -> {os.path.join(args.out, drawing)}", file=sys.stderr)
+  with open(os.path.join(args.out, "predictions.json"), "w") as f:
+    f.write("[\n" + ",\n".join(json.dumps(entry) for entry in report) + "\n]\n")
+  return report
+
+
+if __name__ == "__main__":
+  main()
