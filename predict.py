@@ -8,9 +8,11 @@ pose axes: red x, green y, blue the facing direction) and OUT/predictions.json:
     "faces": [{"box": [x0, y0, x1, y1], "score": s,
                "pose_deg": {"yaw": ., "pitch": ., "roll": .},
                "landmarks": [[x, y], ...]}]}, ...]
-Coordinates are pixels of the image as displayed (EXIF orientation applied), 0-based
-with pixel centres on integers; faces come from an OpenCV Haar cascade (near-frontal
-faces) unless --landmark_boxes_json gives boxes. See `asmnet_jax.inference`.
+An unreadable image gets {"image": path, "error": message, "faces": []}, and the
+exit status is 1 once the others are done. Coordinates are pixels of the image as
+displayed (EXIF orientation applied), 0-based with pixel centres on integers; faces
+come from an OpenCV Haar cascade (near-frontal faces) unless --landmark_boxes_json
+gives boxes. See `asmnet_jax.inference`.
 """
 
 from __future__ import annotations
@@ -86,7 +88,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   os.makedirs(args.out, exist_ok=True)
   report = []
   for path, drawing in zip(args.images, _drawing_names(args.images)):
-    image = inference.load_image(path)
+    try:
+      image = inference.load_image(path)
+    except inference.ImageLoadError as e:  # report it and go on with the others.
+      print(f"{path}: {e}", file=sys.stderr)
+      report.append({"image": path, "error": str(e), "faces": []})
+      continue
     if given is not None:
       faces, = predictor(image, boxes=given.get(path, []), landmark_boxes=True)
     else:
@@ -101,4 +108,4 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(1 if any("error" in entry for entry in main()) else 0)

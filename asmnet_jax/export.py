@@ -30,7 +30,7 @@ dozen primitives, so `to_onnx` translates them itself with the `onnx` package:
 constant sub-computations are evaluated at export time, depthwise convolutions
 become grouped `Conv` nodes, and a primitive it does not know raises
 NotImplementedError naming it. The result is checked against JAX with onnxruntime
-(`--check`, on by default, and tests/test_export.py).
+(by the CLI unless --no_check, and by tests/test_export.py).
 """
 
 from __future__ import annotations

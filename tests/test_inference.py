@@ -378,13 +378,16 @@ def test_predict_script_writes_png_and_json(workdir, tmp_path):
   canvas, _, _ = _two_face_canvas(_detected_seeds())
   Image.fromarray(canvas).save(tmp_path / "two.png")
   Image.fromarray(_background(60, 80)).save(tmp_path / "none.jpg")
+  (tmp_path / "broken.png").write_bytes(b"\x89PNG truncated")
   out = tmp_path / "out"
-  report = predict.main(["--workdir", workdir, "--out", str(out),
-                         str(tmp_path / "two.png"), str(tmp_path / "none.jpg")])
+  report = predict.main(["--workdir", workdir, "--out", str(out), str(tmp_path / "two.png"),
+                         str(tmp_path / "broken.png"), str(tmp_path / "none.jpg")])
   with open(out / "predictions.json") as f:
     written = json.load(f)
   assert written == json.loads(json.dumps(report))
-  assert [len(entry["faces"]) for entry in written] == [2, 0]
+  assert [len(entry["faces"]) for entry in written] == [2, 0, 0]
+  assert "cannot read" in written[1]["error"]
+  del written[1]
   face = written[0]["faces"][0]
   assert np.asarray(face["landmarks"]).shape == (68, 2)
   assert set(face["pose_deg"]) == {"yaw", "pitch", "roll"} and len(face["box"]) == 4
