@@ -46,6 +46,8 @@ def make_train_step(config: ml_collections.ConfigDict, steps_per_epoch: int,
   α follows Eq. 10 by the epoch of the state's step.
   """
   alpha_fn = losses.alpha_schedule(steps_per_epoch, config.num_epochs)
+  learning_rate = train_state_lib.learning_rate_schedule(
+      config, steps_per_epoch * config.num_epochs)
   use_asm = config.loss == "asm"
 
   def step(state, batch, shape_model, rng):
@@ -67,7 +69,7 @@ def make_train_step(config: ml_collections.ConfigDict, steps_per_epoch: int,
     # Checked on the host before every save, so no NaN or exploding state is kept.
     finite = jnp.isfinite(terms["loss"]) & jnp.isfinite(optax.global_norm(new_state.params))
     metrics = dict(terms, alpha=alpha, finite=finite,
-                   learning_rate=train_state_lib.learning_rate_schedule(config)(state.step))
+                   learning_rate=learning_rate(state.step))
     return new_state, metrics
 
   replicated = NamedSharding(mesh, PartitionSpec())
@@ -160,7 +162,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model = train_state_lib.create_model(config, num_landmarks)
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
-  state = jax.jit(functools.partial(train_state_lib.create_train_state, config, model),
+  steps_per_epoch = input_pipeline.steps_per_epoch(len(train_source), config.batch_size)
+  num_steps = steps_per_epoch * config.num_epochs
+  state = jax.jit(functools.partial(train_state_lib.create_train_state, config, model,
+                                    num_steps=num_steps),
                   out_shardings=replicated)(init_rng)
 
   manager = checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints)
@@ -173,8 +178,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     _truncate_metrics(metrics_path, start_step)
 
   in_config = input_config(config)
-  steps_per_epoch = input_pipeline.steps_per_epoch(len(train_source), config.batch_size)
-  num_steps = steps_per_epoch * config.num_epochs
   train_step = make_train_step(config, steps_per_epoch, mesh)
   shape_model = jax.device_put(shape_model, replicated)
   dropout_rng = jax.device_put(dropout_rng, replicated)

@@ -22,9 +22,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.pose_weight = 0.5            # Eq. 12.
   c.pose_scale_deg = 90.0        # The network regresses pose / this, so both terms are O(1).
   c.compute_dtype = "float32"    # bfloat16 on accelerators.
+  c.bn_momentum = 0.999          # Keras' MobileNetV2; short runs want less (see synthetic.py).
 
   # Optimiser: Adam with Keras-style decay lr / (1 + decay * step) (METHOD.md, section 5).
   c.learning_rate = 1e-2
+  c.lr_schedule = "keras_decay"  # keras_decay | cosine
   c.lr_decay = 1e-5
   c.warmup_steps = 0
   c.num_epochs = 150

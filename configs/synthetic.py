@@ -13,14 +13,16 @@ def get_config():
   c = common.base_config()
   c.dataset = "synthetic_faces"
   c.validation_split = "test"
-  # Small crops and a shorter schedule than the paper's so that a 2-core CPU trains
-  # in minutes; the faces are rendered at 192 px.
-  c.image_size = 96
-  c.num_epochs = 30
-  c.batch_size = 50
-  c.learning_rate = 2e-3
-  c.lr_decay = 1e-4
-  c.warmup_steps = 100
+  # Small crops, short cosine schedule, faster-moving BatchNorm statistics: the
+  # faces are rendered at 192 px and a 2-core CPU must train this in minutes.
+  c.image_size = 64
+  c.num_epochs = 12
+  c.batch_size = 32
+  c.eval_batch_size = 100
+  c.learning_rate = 3e-3
+  c.lr_schedule = "cosine"
+  c.warmup_steps = 200
+  c.bn_momentum = 0.99
   c.input.rotation_deg = 10.0
   c.input.scale_range = (0.9, 1.1)
   c.log_every_steps = 20
