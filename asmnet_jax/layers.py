@@ -1,0 +1,408 @@
+"""Convolution building blocks for ASMNet / MobileNetV2, tuned for XLA on CPU.
+
+All tensors are NHWC: images and feature maps are (batch, height, width, channels).
+
+Why not plain `nn.Conv`: on the 2-core CPU this project trains on, XLA's grouped
+(depthwise) convolution is 10-30x slower than nine shifted multiply-adds, and a 1x1
+convolution is 2-6x faster as a `jnp.dot` over the channel axis (see
+`/work/shared/PERF_NOTES.md`). GPUs and TPUs have good native kernels, so the
+depthwise implementation is picked per backend (`depthwise_conv`, `impl="auto"`).
+
+Padding follows TensorFlow's "SAME" rule (`same_padding`), which the authors' Keras
+graph uses: at stride 2 and an even size it pads 0 before and 1 after.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Array = jax.Array
+DType = Any
+DepthwiseImpl = Literal["auto", "shift_vjp", "shift", "lax"]
+
+# Keras defaults, used by the authors' graph (flax momentum = Keras momentum).
+BN_MOMENTUM = 0.999
+BN_EPSILON = 1e-3
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+  """TensorFlow "SAME" padding (before, after) of one spatial axis.
+
+  The output has ceil(size / stride) positions; the total padding is split with the
+  extra pixel, if any, after (so stride 2 at an even size gives (0, 1)).
+  """
+  out = -(-size // stride)
+  total = max((out - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2
+
+
+def relu6(x: Array) -> Array:
+  return jnp.clip(x, 0, 6)
+
+
+# ------------------------------------------------------------------------------
+# Depthwise 3x3 convolution.
+
+
+def _taps(xp: Array, kernel: Array, stride: int, out_hw: tuple[int, int]) -> Array:
+  """sum_ij xp[:, s*h + i, s*w + j, :] * kernel[i, j]: a depthwise correlation.
+
+  xp: (N, Hp, Wp, C) already padded; kernel: (kh, kw, C); returns (N, oh, ow, C).
+  Strided slices read only the needed pixels (no stride-1 pass, then subsample).
+  """
+  oh, ow = out_hw
+  kh, kw, _ = kernel.shape
+  out = None
+  for i in range(kh):
+    for j in range(kw):
+      tap = lax.slice(
+          xp, (0, i, j, 0),
+          (xp.shape[0], i + stride * (oh - 1) + 1, j + stride * (ow - 1) + 1, xp.shape[3]),
+          (1, stride, stride, 1))
+      term = tap * kernel[i, j]
+      out = term if out is None else out + term
+  return out
+
+
+def _pads(x_shape, kernel_shape, stride):
+  _, h, w, _ = x_shape
+  kh, kw, _ = kernel_shape
+  return same_padding(h, kh, stride), same_padding(w, kw, stride)
+
+
+def depthwise_conv_lax(x: Array, kernel: Array, stride: int = 1) -> Array:
+  """Reference / accelerator form: XLA grouped convolution with TF SAME padding.
+
+  x: (N, H, W, C); kernel: (kh, kw, C); returns (N, ceil(H/s), ceil(W/s), C).
+  """
+  ph, pw = _pads(x.shape, kernel.shape, stride)
+  c = x.shape[-1]
+  return lax.conv_general_dilated(
+      x, kernel[:, :, None, :].astype(x.dtype), (stride, stride), (ph, pw),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+
+
+def depthwise_conv_shift(x: Array, kernel: Array, stride: int = 1) -> Array:
+  """CPU form: nine shifted multiply-adds; gradients by plain autodiff.
+
+  Same contract as `depthwise_conv_lax`.
+  """
+  (pt, pb), (pl, pr) = _pads(x.shape, kernel.shape, stride)
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  out_hw = (-(-x.shape[1] // stride), -(-x.shape[2] // stride))
+  return _taps(xp, kernel.astype(x.dtype), stride, out_hw)
+
+
+def _phase_taps(kernel_size: int, phase: int) -> list[tuple[int, int]]:
+  """(tap i, offset d) with s*m' + i = 2*m + phase and m' = m - d, for stride 2."""
+  return [(i, (i - phase) // 2) for i in range(kernel_size) if (i - phase) % 2 == 0]
+
+
+def _depthwise_input_grad(g: Array, kernel: Array, stride: int, x_shape) -> Array:
+  """d(loss)/dx of `depthwise_conv_shift` given g = d(loss)/dy, as shifted adds.
+
+  Stride 1: a correlation of g with the flipped kernel. Stride 2: the padded input
+  grid splits into 2x2 phases (even/odd rows and columns); each phase is a small
+  correlation of g with the kernel taps of that parity (4, 2, 2 and 1 taps), and the
+  phases are interleaved. This does 9 multiply-adds per input pixel of 4, against
+  36 for the transposed (zero-dilated) convolution autodiff would build.
+  """
+  _, h, w, c = x_shape
+  kh, kw, _ = kernel.shape
+  (pt, pb), (pl, pr) = _pads(x_shape, kernel.shape, stride)
+  n, oh, ow, _ = g.shape
+  if stride == 1:
+    # dx[q] = sum_i g[q + pt - i] k[i] = sum_i' gp[q + i'] k[kh - 1 - i'].
+    gp = jnp.pad(g, ((0, 0), (kh - 1 - pt, h + pt - oh), (kw - 1 - pl, w + pl - ow), (0, 0)))
+    return _taps(gp, kernel[::-1, ::-1], 1, (h, w))
+  if stride != 2:
+    raise NotImplementedError("stride must be 1 or 2")
+  # Padded-input rows p = 2m + a, m in [0, mh): dxp[p] = sum_(i,d) g[m - d] k[i].
+  mh, mw = -(-(h + pt + pb) // 2), -(-(w + pl + pr) // 2)
+  dh, dw = (kh - 1) // 2, (kw - 1) // 2  # largest offsets d
+  gp = jnp.pad(g, ((0, 0), (dh, mh - oh), (dw, mw - ow), (0, 0)))
+  rows = []
+  for a in range(2):
+    cols = []
+    for b in range(2):
+      acc = None
+      for i, di in _phase_taps(kh, a):
+        for j, dj in _phase_taps(kw, b):
+          tap = lax.slice(gp, (0, dh - di, dw - dj, 0), (n, dh - di + mh, dw - dj + mw, c))
+          term = tap * kernel[i, j]
+          acc = term if acc is None else acc + term
+      cols.append(acc)
+    rows.append(jnp.stack(cols, axis=3))  # (n, mh, mw, 2, c)
+  dxp = jnp.stack(rows, axis=2).reshape(n, 2 * mh, 2 * mw, c)  # (n, mh, 2, mw, 2, c)
+  return dxp[:, pt:pt + h, pl:pl + w, :]
+
+
+def _depthwise_kernel_grad(x: Array, g: Array, stride: int, kernel_shape) -> Array:
+  """d(loss)/dkernel (kh, kw, C): per tap, sum over batch and pixels of x_tap * g.
+
+  The nine products are summed over the width axis by one variadic reduce (one
+  pass over x and g, products fused), then over batch and rows: 2-3x faster on
+  XLA:CPU than nine separate full reductions, each of which materialises its
+  product first.
+  """
+  kh, kw, c = kernel_shape
+  (pt, pb), (pl, pr) = _pads(x.shape, kernel_shape, stride)
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  n, oh, ow, _ = g.shape
+  g32 = g.astype(jnp.float32)
+  products = []
+  for i in range(kh):
+    for j in range(kw):
+      tap = lax.slice(xp, (0, i, j, 0),
+                      (n, i + stride * (oh - 1) + 1, j + stride * (ow - 1) + 1, c),
+                      (1, stride, stride, 1))
+      products.append(tap.astype(jnp.float32) * g32)
+  zero = np.float32(0)
+  row_sums = lax.reduce(tuple(products), (zero,) * len(products),
+                        lambda a, b: tuple(u + v for u, v in zip(a, b)), (2,))
+  return jnp.stack([jnp.sum(r, axis=(0, 1)) for r in row_sums]).reshape(kh, kw, c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def depthwise_conv_vjp(x: Array, kernel: Array, stride: int = 1) -> Array:
+  """CPU form with a hand-written backward pass; same contract as the others.
+
+  Autodiff of the shifted form keeps all nine shifted input slices alive for the
+  kernel gradient (nine copies of the input); this saves only x and recomputes.
+  """
+  return depthwise_conv_shift(x, kernel, stride)
+
+
+def _dw_fwd(x, kernel, stride):
+  return depthwise_conv_shift(x, kernel, stride), (x, kernel)
+
+
+def _dw_bwd(stride, residuals, g):
+  # The barrier keeps XLA from CSE-ing the kernel-gradient slices of x with the
+  # forward's: shared, the nine slices get materialised instead of fused.
+  x, kernel = lax.optimization_barrier(residuals)
+  kernel_c = kernel.astype(g.dtype)
+  dx = _depthwise_input_grad(g, kernel_c, stride, x.shape).astype(x.dtype)
+  dk = _depthwise_kernel_grad(x, g, stride, kernel.shape).astype(kernel.dtype)
+  return dx, dk
+
+
+depthwise_conv_vjp.defvjp(_dw_fwd, _dw_bwd)
+
+
+def depthwise_conv(
+    x: Array, kernel: Array, stride: int = 1, impl: DepthwiseImpl = "auto") -> Array:
+  """Depthwise convolution with TF "SAME" padding, no bias.
+
+  Args:
+    x: (N, H, W, C) input.
+    kernel: (kh, kw, C) one filter per channel (Keras `depth_multiplier=1`).
+    stride: 1 or 2, both spatial axes.
+    impl: "shift_vjp" (nine shifted multiply-adds with a hand-written backward
+      pass: fastest on CPU for training), "shift" (the same forward, plain
+      autodiff: simplest graph, for inference/export), "lax" (grouped
+      `conv_general_dilated`: fast on GPU/TPU) or "auto" ("shift_vjp" when the
+      default backend is CPU, else "lax").
+  Returns:
+    (N, ceil(H / stride), ceil(W / stride), C), the dtype of x.
+  """
+  if impl == "auto":
+    impl = "shift_vjp" if jax.default_backend() == "cpu" else "lax"
+  if impl == "shift_vjp":
+    return depthwise_conv_vjp(x, kernel, stride)
+  if impl == "shift":
+    return depthwise_conv_shift(x, kernel, stride)
+  if impl == "lax":
+    return depthwise_conv_lax(x, kernel, stride)
+  raise ValueError(f"unknown depthwise impl {impl!r}; use 'auto', 'shift' or 'lax'")
+
+
+# ------------------------------------------------------------------------------
+# Dense convolutions.
+
+
+@jax.custom_vjp
+def _pointwise(x: Array, kernel: Array) -> Array:
+  return jnp.dot(x, kernel)
+
+
+def _pointwise_fwd(x, kernel):
+  return jnp.dot(x, kernel), (x, kernel)
+
+
+def _pointwise_bwd(residuals, g):
+  x, kernel = residuals
+  dx = jnp.dot(g, kernel.T)
+  # dkernel = x^T g contracts over all N*H*W pixels. XLA:CPU feeds such a dot its
+  # left operand transposed in place but copies the right one into a transposed
+  # layout (fusing the BN backward into a cache-hostile strided write), so the
+  # operand with fewer channels goes on the right: 3x less work for the expand convs.
+  x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+  if x2.shape[1] < g2.shape[1]:
+    dkernel = lax.dot_general(g2, x2, (((0,), (0,)), ((), ()))).T
+  else:
+    dkernel = lax.dot_general(x2, g2, (((0,), (0,)), ((), ())))
+  return dx, dkernel.astype(kernel.dtype)
+
+
+_pointwise.defvjp(_pointwise_fwd, _pointwise_bwd)
+
+
+def pointwise_conv(x: Array, kernel: Array, custom_grad: bool = True) -> Array:
+  """1x1 convolution as a dot over the channel axis: (N, H, W, Cin) @ (Cin, Cout).
+
+  custom_grad: use the hand-written backward pass (`_pointwise_bwd`, faster on
+  CPU); False gives a plain `jnp.dot` (simplest graph, for inference export).
+  """
+  kernel = kernel.astype(x.dtype)
+  return _pointwise(x, kernel) if custom_grad else jnp.dot(x, kernel)
+
+
+def conv3x3(x: Array, kernel: Array, stride: int = 1) -> Array:
+  """Dense 3x3 convolution, TF SAME padding; kernel (3, 3, Cin, Cout) (HWIO).
+
+  Used for the stem (Cin = 3), whose cost is dominated by its output at full
+  resolution; it is computed as one dot over the 27 stacked taps (im2col), which
+  on CPU beats `conv_general_dilated` for so few input channels.
+  """
+  (pt, pb), (pl, pr) = _pads(x.shape, kernel.shape[:2] + (0,), stride)
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  oh, ow = -(-x.shape[1] // stride), -(-x.shape[2] // stride)
+  kh, kw, cin, cout = kernel.shape
+  taps = [
+      lax.slice(xp, (0, i, j, 0),
+                (xp.shape[0], i + stride * (oh - 1) + 1, j + stride * (ow - 1) + 1, cin),
+                (1, stride, stride, 1))
+      for i in range(kh) for j in range(kw)]
+  patches = jnp.concatenate(taps, axis=-1)  # (N, oh, ow, kh*kw*cin), (i, j, c) order
+  return jnp.dot(patches, kernel.reshape(kh * kw * cin, cout).astype(x.dtype))
+
+
+# ------------------------------------------------------------------------------
+# Flax modules.
+
+
+def _depthwise_init(key, shape, dtype=jnp.float32):
+  """Keras' glorot_uniform on the (kh, kw, C, 1) depthwise kernel, stored (kh, kw, C)."""
+  return nn.initializers.glorot_uniform()(key, shape + (1,), dtype).reshape(shape)
+
+
+class BatchNorm(nn.Module):
+  """Keras-style BatchNorm over the last axis (momentum 0.999, epsilon 1e-3).
+
+  Params "scale" (gamma) and "bias" (beta); batch_stats "mean" and "var" (biased
+  batch variance, as Keras 3 and flax). Statistics are computed in float32 whatever
+  the compute dtype, in one pass (E[y^2] - E[y]^2), and applied as a per-channel
+  affine y * a + b so that XLA fuses it with the activation that follows.
+  """
+  momentum: float = BN_MOMENTUM
+  epsilon: float = BN_EPSILON
+
+  @nn.compact
+  def __call__(self, y: Array, train: bool) -> Array:
+    c = y.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+    ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (c,), jnp.float32)
+    ra_var = self.variable("batch_stats", "var", jnp.ones, (c,), jnp.float32)
+    if train:
+      axes = tuple(range(y.ndim - 1))
+      y32 = y.astype(jnp.float32)
+      mean = jnp.mean(y32, axes)
+      var = jnp.maximum(jnp.mean(jnp.square(y32), axes) - jnp.square(mean), 0.0)
+      if not self.is_initializing():
+        m = self.momentum
+        ra_mean.value = m * ra_mean.value + (1 - m) * lax.stop_gradient(mean)
+        ra_var.value = m * ra_var.value + (1 - m) * lax.stop_gradient(var)
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    a = scale * lax.rsqrt(var + self.epsilon)
+    b = bias - mean * a
+    return y * a.astype(y.dtype) + b.astype(y.dtype)
+
+
+ConvKind = Literal["pointwise", "depthwise", "stem"]
+
+
+class ConvBN(nn.Module):
+  """Convolution (no bias) + BatchNorm + optional ReLU6, or its BN-folded form.
+
+  kind: "pointwise" (1x1, kernel (Cin, Cout)), "depthwise" (3x3, kernel (3, 3, C),
+  `features` must equal C) or "stem" (dense 3x3, kernel (3, 3, Cin, Cout)).
+  folded: the inference form from `models.fold_batch_norm`: the same kernel (BN
+  scale folded in) plus a "bias" param, and no BatchNorm.
+  Input (N, H, W, Cin) -> (N, ceil(H/stride), ceil(W/stride), features), in `dtype`.
+  """
+  features: int
+  kind: ConvKind = "pointwise"
+  stride: int = 1
+  activation: bool = True
+  folded: bool = False
+  dtype: DType = jnp.float32
+  depthwise_impl: DepthwiseImpl = "auto"
+  bn_momentum: float = BN_MOMENTUM
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    x = x.astype(self.dtype)
+    cin = x.shape[-1]
+    if self.kind == "pointwise":
+      kernel = self.param("kernel", nn.initializers.glorot_uniform(), (cin, self.features))
+      y = pointwise_conv(x, kernel, custom_grad=not self.folded)
+    elif self.kind == "depthwise":
+      if cin != self.features:
+        raise ValueError(f"depthwise conv keeps channels: {cin} in, {self.features} asked")
+      kernel = self.param("kernel", _depthwise_init, (3, 3, cin))
+      impl = self.depthwise_impl
+      if self.folded and impl in ("auto", "shift_vjp") and jax.default_backend() == "cpu":
+        impl = "shift"  # inference only: the plain graph, no custom gradient.
+      y = depthwise_conv(x, kernel, self.stride, impl)
+    elif self.kind == "stem":
+      kernel = self.param("kernel", nn.initializers.glorot_uniform(), (3, 3, cin, self.features))
+      y = conv3x3(x, kernel, self.stride)
+    else:
+      raise ValueError(f"unknown conv kind {self.kind!r}")
+    if self.folded:
+      if train:
+        raise ValueError("a BN-folded module is for inference only (train=False)")
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+    else:
+      y = BatchNorm(momentum=self.bn_momentum, name="bn")(y, train)
+    return relu6(y) if self.activation else y
+
+
+class InvertedResidual(nn.Module):
+  """MobileNetV2 block: [1x1 expand + BN + ReLU6] -> 3x3 depthwise (stride) + BN +
+  ReLU6 -> 1x1 projection + BN, plus the input when stride 1 and channels match.
+
+  (N, H, W, Cin) -> (N, ceil(H/stride), ceil(W/stride), out_channels).
+  """
+  expansion: int
+  out_channels: int
+  stride: int = 1
+  folded: bool = False
+  dtype: DType = jnp.float32
+  depthwise_impl: DepthwiseImpl = "auto"
+  bn_momentum: float = BN_MOMENTUM
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    cin = x.shape[-1]
+    conv = functools.partial(ConvBN, folded=self.folded, dtype=self.dtype,
+                             bn_momentum=self.bn_momentum)
+    y = x
+    if self.expansion != 1:
+      y = conv(cin * self.expansion, "pointwise", name="expand")(y, train)
+    y = conv(y.shape[-1], "depthwise", self.stride, depthwise_impl=self.depthwise_impl,
+             name="depthwise")(y, train)
+    y = conv(self.out_channels, "pointwise", activation=False, name="project")(y, train)
+    if self.stride == 1 and cin == self.out_channels:
+      y = y + x.astype(y.dtype)
+    return y
