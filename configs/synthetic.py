@@ -16,7 +16,7 @@ def get_config():
   # Small crops, short cosine schedule, faster-moving BatchNorm statistics: the
   # faces are rendered at 192 px and a 2-core CPU must train this in minutes.
   c.image_size = 64
-  c.num_epochs = 12
+  c.num_epochs = 25
   c.batch_size = 32
   c.eval_batch_size = 100
   c.learning_rate = 3e-3

@@ -203,8 +203,7 @@ def test_killed_run_resumes_from_last_checkpoint(tiny_data_dir, tmp_path):
 
   finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert finished.returncode == 0, finished.stderr[-3000:]
-  assert f"Resumed from step {killed_at}" in finished.stderr or killed_at == max(
-      int(n) for n in os.listdir(checkpoint_dir) if n.isdigit())
+  assert f"Resumed from step {killed_at}" in finished.stderr  # Not from scratch.
   records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   steps = [r["step"] for r in records if "loss" in r]
   assert steps == sorted(set(steps)), "metrics after the checkpoint must not repeat"
