@@ -113,7 +113,8 @@ class ASMNet(nn.Module):
     num_landmarks: n (68 for 300W, 98 for WFLW).
     dtype: compute dtype (e.g. jnp.bfloat16 on accelerators); params, BatchNorm
       statistics and the outputs stay float32.
-    depthwise_impl: "auto" (by backend), "shift" or "lax"; see `layers.depthwise_conv`.
+    depthwise_impl: "auto" (by backend), "shift_vjp", "shift" or "lax"; see
+      `layers.depthwise_conv`.
     folded: BN-folded inference form; build it with `fold_batch_norm`.
     bn_momentum: running-statistics momentum (Keras' MobileNetV2: 0.999; lower it
       for short runs, whose running averages would otherwise lag the weights).
@@ -171,8 +172,9 @@ def create_model(
   """The network called `name` ("asmnet" or "mnv2") for `num_landmarks` points.
 
   dtype is the compute dtype (params stay float32); depthwise_impl picks the
-  depthwise convolution ("auto": shifted multiply-adds on CPU, XLA's grouped
-  convolution on GPU/TPU).
+  depthwise convolution ("auto": shifted multiply-adds with a hand-written gradient
+  on CPU, XLA's grouped convolution on GPU/TPU); bn_momentum is the BatchNorm
+  running-statistics momentum, flax convention (0.999: Keras', the authors').
   """
   classes = {"asmnet": ASMNet, "mnv2": MobileNetV2}
   if name not in classes:

@@ -91,15 +91,16 @@ def test_pointwise_matches_conv_and_gradient(cin, cout, custom_grad):
   _assert_all_close(got, want)
 
 
+@pytest.mark.parametrize("custom_grad", [True, False])
 @pytest.mark.parametrize("h, w", [(8, 8), (9, 7)])
-def test_stem_conv3x3_matches_conv(h, w):
+def test_stem_conv3x3_matches_conv(h, w, custom_grad):
   x = jnp.abs(_normal(h, (2, h, w, 3)))
   kernel = _normal(1, (3, 3, 3, 8))
-  got = _value_and_vjp(lambda k: layers.conv3x3(x, k, 2), kernel)
+  got = _value_and_vjp(lambda x, k: layers.conv3x3(x, k, 2, custom_grad), x, kernel)
   want = _value_and_vjp(
-      lambda k: lax.conv_general_dilated(x, k, (2, 2), "SAME",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC")),
-      kernel)
+      lambda x, k: lax.conv_general_dilated(x, k, (2, 2), "SAME",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC")),
+      x, kernel)
   assert got[0].shape == (2, -(-h // 2), -(-w // 2), 8)
   _assert_all_close(got, want)
 
@@ -121,3 +122,12 @@ def test_batch_norm_train_and_eval():
 
   y_eval = bn.apply(variables, x, train=False)
   np.testing.assert_allclose(y_eval, x / np.sqrt(1 + 1e-3), rtol=1e-5)
+
+
+def test_batch_norm_momentum_is_configurable():
+  x = _normal(0, (4, 3, 3, 2))
+  bn = layers.BatchNorm(momentum=0.9)
+  variables = bn.init(jax.random.key(0), x, train=False)
+  _, updates = bn.apply(variables, x, train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(updates["batch_stats"]["mean"], 0.1 * x.mean((0, 1, 2)),
+                             rtol=1e-5, atol=1e-7)
