@@ -31,8 +31,9 @@ def _reference_depthwise(x, kernel, stride):
 
 
 # Odd and even sizes, stride 1 and 2, non-square.
+# Batch 8 and 10 take the batch-group path of the kernel gradient, the others not.
 DEPTHWISE_CASES = [(2, 8, 8, 5, 1), (2, 9, 7, 4, 1), (2, 8, 10, 6, 2), (1, 9, 9, 3, 2),
-                   (3, 7, 6, 5, 2), (1, 2, 2, 3, 2)]
+                   (3, 7, 6, 5, 2), (1, 2, 2, 3, 2), (8, 6, 5, 3, 1), (10, 7, 7, 2, 2)]
 
 
 def _normal(seed, shape):
