@@ -67,7 +67,7 @@ def make_train_step(config: ml_collections.ConfigDict, steps_per_epoch: int,
     grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     # Checked on the host before every save, so no NaN or exploding state is kept.
-    finite = jnp.isfinite(terms["loss"]) & jnp.isfinite(optax.global_norm(new_state.params))
+    finite = jnp.isfinite(terms["loss"]) & jnp.isfinite(optax.tree.norm(new_state.params))
     metrics = dict(terms, alpha=alpha, finite=finite,
                    learning_rate=learning_rate(state.step))
     return new_state, metrics
