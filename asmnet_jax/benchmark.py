@@ -8,9 +8,14 @@ Prints one JSON line per model with:
     516,345,794 for ASMNet-68 at 224x224; elementwise BN/ReLU6 work is included);
   train_img_per_s: images/s of one full jitted training step (forward, loss,
     backward, Adam update; MSE on landmarks + 0.5 MSE on pose) at batch_size,
-    median over `steps` timed steps after a warm-up;
-  infer_ms_b1: median ms of one eval forward pass at batch 1 (BN folded);
+    median over `steps` timed steps after a warm-up; train_img_per_s_best from the
+    fastest step; train_cpu_s_per_step: median process CPU seconds per step (all
+    threads; less sensitive to other load than wall time);
+  infer_ms_b1: median ms of one eval forward pass at batch 1 (BN folded), over
+    max(10 * steps, 50) calls; infer_ms_b1_best: the fastest call;
   infer_img_per_s_b64: images/s of the eval forward pass at batch 64 (BN folded);
+  cpu_count, load_avg_1min: context for the wall times (other processes on a
+    shared machine slow them down);
   glibc_tunables: the allocator settings the process ran with (below).
 
 Allocator: XLA:CPU allocates its buffers (GBs per training step at batch 50) with
@@ -48,15 +53,17 @@ RECOMMENDED_GLIBC_TUNABLES = ":".join([
 ])
 
 
-def _median_seconds(fn: Callable[[], Any], steps: int) -> float:
-  """Median wall time of `fn()` (which must block) over `steps` calls, after one."""
+def _timings(fn: Callable[[], Any], steps: int) -> tuple[float, float, float]:
+  """(median, min) wall seconds and median process CPU seconds of `fn()` (which
+  must block) over `steps` calls, after one warm-up call."""
   fn()
-  times = []
+  wall, cpu = [], []
   for _ in range(max(steps, 1)):
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+    wall.append(time.perf_counter() - start)
+    cpu.append(time.process_time() - start_cpu)
+  return statistics.median(wall), min(wall), statistics.median(cpu)
 
 
 def make_train_step(model, tx: optax.GradientTransformation) -> Callable:
@@ -120,10 +127,10 @@ def benchmark_model(
   one = images[:1]
   flops = flops_of(infer_model.apply, infer_vars,
                    jnp.zeros((1, image_size, image_size, 3), jnp.float32))
-  infer_ms = 1e3 * _median_seconds(
-      lambda: jax.block_until_ready(infer(infer_vars, one)), max(steps, 10) * 2)
+  infer_s, infer_best_s, _ = _timings(
+      lambda: jax.block_until_ready(infer(infer_vars, one)), max(steps * 10, 50))
   many = jnp.tile(images[:1], (infer_batch, 1, 1, 1))
-  infer_s = _median_seconds(lambda: jax.block_until_ready(infer(infer_vars, many)), steps)
+  many_s, _, _ = _timings(lambda: jax.block_until_ready(infer(infer_vars, many)), steps)
 
   # Training: the full step incl. Adam, state donated as a real loop would.
   tx = optax.adam(1e-3)
@@ -136,7 +143,7 @@ def benchmark_model(
     jax.block_until_ready(out)
     state[:3] = out[:3]
 
-  train_s = _median_seconds(run_step, steps)
+  train_s, train_best_s, train_cpu_s = _timings(run_step, steps)
   return {
       "model": name,
       "num_landmarks": num_landmarks,
@@ -149,8 +156,13 @@ def benchmark_model(
       "params_bn_stats": bn_stats,
       "flops_b1": flops,
       "train_img_per_s": round(batch_size / train_s, 3),
-      "infer_ms_b1": round(infer_ms, 3),
-      "infer_img_per_s_b64": round(infer_batch / infer_s, 3),
+      "train_img_per_s_best": round(batch_size / train_best_s, 3),
+      "train_cpu_s_per_step": round(train_cpu_s, 3),
+      "infer_ms_b1": round(1e3 * infer_s, 3),
+      "infer_ms_b1_best": round(1e3 * infer_best_s, 3),
+      "infer_img_per_s_b64": round(infer_batch / many_s, 3),
+      "cpu_count": os.cpu_count(),
+      "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
   }
 

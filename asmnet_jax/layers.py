@@ -256,26 +256,27 @@ def depthwise_conv(
 
 @jax.custom_vjp
 def _pointwise(x: Array, kernel: Array) -> Array:
-  return jnp.dot(x, kernel)
+  return jnp.dot(x, kernel.astype(x.dtype))
 
 
 def _pointwise_fwd(x, kernel):
-  return jnp.dot(x, kernel), (x, kernel)
+  return _pointwise(x, kernel), (x, kernel)
 
 
 def _pointwise_bwd(residuals, g):
   x, kernel = residuals
-  dx = jnp.dot(g, kernel.T)
+  dx = jnp.dot(g, kernel.astype(g.dtype).T)
   # dkernel = x^T g contracts over all N*H*W pixels. XLA:CPU feeds such a dot its
   # left operand transposed in place but copies the right one into a transposed
   # layout (fusing the BN backward into a cache-hostile strided write), so the
   # operand with fewer channels goes on the right: 3x less work for the expand convs.
   x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+  contract = (((0,), (0,)), ((), ()))
   if x2.shape[1] < g2.shape[1]:
-    dkernel = lax.dot_general(g2, x2, (((0,), (0,)), ((), ()))).T
+    dkernel = lax.dot_general(g2, x2, contract, preferred_element_type=jnp.float32).T
   else:
-    dkernel = lax.dot_general(x2, g2, (((0,), (0,)), ((), ())))
-  return dx, dkernel.astype(kernel.dtype)
+    dkernel = lax.dot_general(x2, g2, contract, preferred_element_type=jnp.float32)
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
 
 _pointwise.defvjp(_pointwise_fwd, _pointwise_bwd)
@@ -287,8 +288,9 @@ def pointwise_conv(x: Array, kernel: Array, custom_grad: bool = True) -> Array:
   custom_grad: use the hand-written backward pass (`_pointwise_bwd`, faster on
   CPU); False gives a plain `jnp.dot` (simplest graph, for inference export).
   """
-  kernel = kernel.astype(x.dtype)
-  return _pointwise(x, kernel) if custom_grad else jnp.dot(x, kernel)
+  if custom_grad:
+    return _pointwise(x, kernel)  # kernel gradient in the kernel's dtype.
+  return jnp.dot(x, kernel.astype(x.dtype))
 
 
 def _conv3x3_lax(x: Array, kernel: Array, stride: int) -> Array:
