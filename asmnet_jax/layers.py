@@ -8,6 +8,17 @@ convolution is 2-6x faster as a `jnp.dot` over the channel axis (see
 `/work/shared/PERF_NOTES.md`). GPUs and TPUs have good native kernels, so the
 depthwise implementation is picked per backend (`depthwise_conv`, `impl="auto"`).
 
+Training on CPU also needs hand-written gradients (`jax.custom_vjp`), each for a
+measured reason given where it is defined:
+  * depthwise (`depthwise_conv_vjp`): autodiff of the shifted form keeps nine
+    shifted copies of the input; here both gradients are shifted multiply-adds too,
+    the stride-2 input gradient by 2x2 phases, the kernel gradient one fused pass;
+  * 1x1 (`pointwise_conv`): the operand order of the kernel-gradient dot decides
+    which operand XLA:CPU copies into a transposed layout;
+  * stem (`conv3x3`): XLA's convolution forward, an im2col dot for its kernel
+    gradient.
+Every custom gradient is tested against autodiff of `lax.conv_general_dilated`.
+
 Padding follows TensorFlow's "SAME" rule (`same_padding`), which the authors' Keras
 graph uses: at stride 2 and an even size it pads 0 before and 1 after.
 """
@@ -423,8 +434,9 @@ class ConvBN(nn.Module):
         raise ValueError(f"depthwise conv keeps channels: {cin} in, {self.features} asked")
       kernel = self.param("kernel", _depthwise_init, (3, 3, cin))
       impl = self.depthwise_impl
-      if self.folded and impl in ("auto", "shift_vjp") and jax.default_backend() == "cpu":
-        impl = "shift"  # inference only: the plain graph, no custom gradient.
+      if self.folded:  # inference only: the plain graph, no custom gradient.
+        auto = "shift" if jax.default_backend() == "cpu" else "lax"
+        impl = {"auto": auto, "shift_vjp": "shift"}.get(impl, impl)
       y = depthwise_conv(x, kernel, self.stride, impl)
     elif self.kind == "stem":
       kernel = self.param("kernel", nn.initializers.glorot_uniform(), (3, 3, cin, self.features))

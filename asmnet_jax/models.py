@@ -84,8 +84,14 @@ class MobileNetV2Backbone(nn.Module):
 
 
 def _global_avg_pool(x: Array) -> Array:
-  """(N, H, W, C) -> (N, C) float32."""
-  return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+  """(N, H, W, C) -> (N, C) float32.
+
+  As a batched dot with a 1/(H*W) vector: on XLA:CPU 4x faster than a mean at
+  batch 1 (which is overhead-bound) and a little faster in training too.
+  """
+  n, h, w, c = x.shape
+  weights = jnp.full((n, h * w), 1.0 / (h * w), jnp.float32)
+  return jnp.einsum("np,npc->nc", weights, x.astype(jnp.float32).reshape(n, h * w, c))
 
 
 class _Heads(nn.Module):
@@ -213,6 +219,10 @@ def fold_batch_norm(
     train=False)` within float32 rounding. inference_variables = {"params": ...},
     no batch_stats: each conv kernel is scaled by gamma / sqrt(var + eps) on its
     output channel and gets a bias beta - mean * gamma / sqrt(var + eps).
+    The folded module is inference-only (train=True raises) and traces to plain
+    primitives (no custom gradients; on CPU the "shift" depthwise form), which
+    suits export; `inference_module.clone(depthwise_impl="lax")` gives the form
+    for GPU/TPU. Its dtype is the trained model's.
   """
   if isinstance(model, str):
     if num_landmarks is None:
