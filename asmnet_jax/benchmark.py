@@ -10,7 +10,7 @@ Prints one JSON line per model with:
     backward, Adam update; MSE on landmarks + 0.5 MSE on pose) at batch_size,
     median over `steps` timed steps after a warm-up; train_img_per_s_best from the
     fastest step; train_cpu_s_per_step: median process CPU seconds per step (all
-    threads; less sensitive to other load than wall time);
+    threads, thread-pool spinning included);
   infer_ms_b1: median ms of one eval forward pass at batch 1 (BN folded), over
     max(10 * steps, 50) calls; infer_ms_b1_best: the fastest call;
   infer_img_per_s_b64: images/s of the eval forward pass at batch 64 (BN folded);
