@@ -7,9 +7,11 @@ Writes DIR/eval/results.json, results.md, ced.png and samples_<split>.png.
 
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags
 
-from asmnet_jax import distributed, eval_lib
+from asmnet_jax import allocator, distributed, eval_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A train.py work directory.", required=True)
 _SPLITS = flags.DEFINE_multi_string("split", None, "Splits to evaluate (default: all test splits).")
@@ -26,4 +28,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.reexec_with_tuned_malloc(sys.argv)  # Faster XLA:CPU steps; see allocator.py.
   app.run(main)

@@ -8,11 +8,12 @@ Running the same command again resumes from the latest checkpoint in DIR.
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from asmnet_jax import distributed, train_lib
+from asmnet_jax import allocator, distributed, train_lib
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.",
@@ -32,4 +33,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.reexec_with_tuned_malloc(sys.argv)  # Faster XLA:CPU steps; see allocator.py.
   app.run(main)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import jax
@@ -21,7 +22,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from asmnet_jax import benchmark, data, distributed, eval_lib, models, plots, train_lib
+from asmnet_jax import allocator, benchmark, data, distributed, eval_lib, models, plots, train_lib
 
 # Variant -> (model, loss), named as in the paper's tables.
 VARIANTS = {
@@ -109,4 +110,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.reexec_with_tuned_malloc(["-m", "asmnet_jax.ablation", *sys.argv[1:]])
   app.run(main)

@@ -18,13 +18,8 @@ Prints one JSON line per model with:
     shared machine slow them down);
   glibc_tunables: the allocator settings the process ran with (below).
 
-Allocator: XLA:CPU allocates its buffers (GBs per training step at batch 50) with
-glibc malloc, which maps and unmaps each large one, so every step page-faults its
-temporaries in afresh (4 KiB pages, zeroed by the kernel): about 1.5 M faults and
-4 s of system time a step here. `RECOMMENDED_GLIBC_TUNABLES` keeps freed memory for
-reuse in one arena (no faults) on transparent huge pages. glibc reads GLIBC_TUNABLES
-only at process start, so `python -m asmnet_jax.benchmark` re-executes itself with
-it set (unless --malloc=default); training launchers should export it likewise.
+Allocator: the command re-executes itself with `allocator.RECOMMENDED_GLIBC_TUNABLES`
+(unless --malloc=default or GLIBC_TUNABLES is set); see asmnet_jax/allocator.py.
 """
 
 from __future__ import annotations
@@ -42,15 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from asmnet_jax import models
-
-
-RECOMMENDED_GLIBC_TUNABLES = ":".join([
-    "glibc.malloc.hugetlb=1",  # madvise(MADV_HUGEPAGE) on malloc's mappings.
-    "glibc.malloc.arena_max=1",  # big buffers from worker threads: the main heap,
-    "glibc.malloc.mmap_max=0",  # not per-call mmap,
-    "glibc.malloc.trim_threshold=1000000000000",  # and never handed back to the OS.
-])
+from asmnet_jax import allocator, models
 
 
 def _timings(fn: Callable[[], Any], steps: int) -> tuple[float, float, float]:
@@ -180,17 +167,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--depthwise_impl", default="auto",
                       help="auto, shift_vjp, shift or lax (see layers.depthwise_conv)")
   parser.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
-                      help="tuned: re-execute with RECOMMENDED_GLIBC_TUNABLES unless "
+                      help="tuned: re-execute with allocator.RECOMMENDED_GLIBC_TUNABLES unless "
                            "GLIBC_TUNABLES is already set (command line only)")
   return parser.parse_args(argv)
-
-
-def _reexec_with_tuned_malloc(argv: Sequence[str]) -> None:
-  """Restarts this command with GLIBC_TUNABLES set (glibc reads it at start only)."""
-  if "GLIBC_TUNABLES" in os.environ or not sys.platform.startswith("linux"):
-    return
-  env = dict(os.environ, GLIBC_TUNABLES=RECOMMENDED_GLIBC_TUNABLES)
-  os.execve(sys.executable, [sys.executable, "-m", "asmnet_jax.benchmark", *argv], env)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -206,5 +185,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
   if _parse_args(sys.argv[1:]).malloc == "tuned":
-    _reexec_with_tuned_malloc(sys.argv[1:])
+    allocator.reexec_with_tuned_malloc(["-m", "asmnet_jax.benchmark", *sys.argv[1:]])
   main(sys.argv[1:])

@@ -62,6 +62,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     fail("max_train_examples", "must be None (all) or a positive integer")
   if not 0.0 <= config.bn_momentum < 1.0:
     fail("bn_momentum", "must be in [0, 1)")
+  if not 0.0 <= config.dropout_rate < 1.0:
+    fail("dropout_rate", "must be in [0, 1)")
   if not config.pose_scale_deg > 0.0:
     fail("pose_scale_deg", "must be positive")
   for field in ("batch_size", "eval_batch_size"):
@@ -93,7 +95,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict,
 
 def create_model(config: ml_collections.ConfigDict, num_landmarks: int) -> nn.Module:
   return models.create_model(config.model, num_landmarks, dtype=DTYPES[config.compute_dtype],
-                             bn_momentum=config.bn_momentum)
+                             bn_momentum=config.bn_momentum, dropout_rate=config.dropout_rate)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from asmnet_jax import benchmark
+from asmnet_jax import allocator, benchmark
 
 KEYS = {"model", "num_landmarks", "params_trainable", "params_bn_stats", "flops_b1",
         "train_img_per_s", "infer_ms_b1", "infer_img_per_s_b64", "device", "image_size",
@@ -46,4 +46,4 @@ def test_command_line_runs_both_models():
   for record in records:
     assert KEYS <= set(record)
   # The command re-executed itself with the recommended allocator settings.
-  assert records[0]["glibc_tunables"] == benchmark.RECOMMENDED_GLIBC_TUNABLES
+  assert records[0]["glibc_tunables"] == allocator.RECOMMENDED_GLIBC_TUNABLES

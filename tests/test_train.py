@@ -61,6 +61,8 @@ def config_flags(config: ml_collections.ConfigDict) -> list[str]:
     ("learning_rate", 0.0, "learning_rate"),
     ("compute_dtype", "float16", "compute_dtype"),
     ("max_train_examples", 0, "max_train_examples"),
+    ("bn_momentum", 1.0, "bn_momentum"),
+    ("dropout_rate", -0.1, "dropout_rate"),
 ])
 def test_config_validation_names_the_field(field, value, message):
   config = synthetic.get_config()
