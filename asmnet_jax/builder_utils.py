@@ -255,3 +255,30 @@ def make_example(
   }
   example.update(extra or {})
   return example
+
+
+def prepare_reporting_skips(builder: tfds.core.DatasetBuilder,
+                            manual_dir: str | None = None) -> list[str]:
+  """Builds `builder` (from `manual_dir`) and returns its skipped-sample reports.
+
+  The reports are the `SkippedSamplesWarning` messages of the build, one per split
+  that skipped samples (they are also shown as warnings and logged).
+  """
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  reports = []
+  for caught_warning in caught:
+    if issubclass(caught_warning.category, SkippedSamplesWarning):
+      reports.append(str(caught_warning.message))
+    else:  # Hand the other warnings on.
+      warnings.warn_explicit(caught_warning.message, caught_warning.category,
+                             caught_warning.filename, caught_warning.lineno)
+  return reports
+
+
+def read_split(builder: tfds.core.DatasetBuilder, split: str) -> list[dict[str, Any]]:
+  """Every record of a prepared split, decoded, in order (for tests and inspection)."""
+  source = builder.as_data_source(split)
+  return [source[i] for i in range(len(source))]

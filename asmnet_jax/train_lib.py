@@ -24,7 +24,7 @@ import optax
 import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from asmnet_jax import asm, checkpoints, data, evaluation, input_pipeline, losses, plots
+from asmnet_jax import asm, checkpoints, data, evaluation, input_pipeline, losses, plots, precise_bn
 from asmnet_jax import train_state as train_state_lib
 from asmnet_jax.train_state import DATA_AXIS, input_config, make_mesh
 
@@ -185,6 +185,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       train_source, batch_size=config.batch_size, config=in_config, seed=config.seed,
       start_step=start_step)
   evaluator = evaluation.Evaluator(model, config, mesh)
+  moments_fn = precise_bn.make_batch_moments_fn(model, mesh)
+
+  def refresh_batch_stats(state):
+    """Precise BN statistics of the current weights (see `precise_bn`)."""
+    if not config.precise_bn_batches:
+      return state
+    # Its own stream (seed + 1), the same batches every time: the training stream and
+    # so resumption are untouched.
+    stream = input_pipeline.create_train_iterator(
+        train_source, batch_size=config.batch_size, config=in_config, seed=config.seed + 1)
+    images = (global_batch(next(stream), mesh, keys=("image",))["image"]
+              for _ in range(config.precise_bn_batches))
+    stats = precise_bn.precise_batch_stats(
+        model, {"params": state.params, "batch_stats": state.batch_stats}, images,
+        moments_fn=moments_fn)
+    return state.replace(batch_stats=stats)
 
   def validate(step):
     results = evaluator.evaluate(state, sources[config.validation_split])
@@ -225,6 +241,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         _append_metrics(metrics_path, {"step": step, **mean})
       pending, window_start, window_steps = [], time.perf_counter(), 0
 
+    if checkpoint_now or validate_now:
+      state = refresh_batch_stats(state)
     if validate_now:
       results = validate(step)
       progress.write(f"step {step}: validation NME {100 * results['nme']:.2f}%, "

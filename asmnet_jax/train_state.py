@@ -62,6 +62,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     fail("max_train_examples", "must be None (all) or a positive integer")
   if not 0.0 <= config.bn_momentum < 1.0:
     fail("bn_momentum", "must be in [0, 1)")
+  if config.precise_bn_batches < 0:
+    fail("precise_bn_batches", "must be 0 (keep the running averages) or positive")
   if not 0.0 <= config.dropout_rate < 1.0:
     fail("dropout_rate", "must be in [0, 1)")
   if not config.pose_scale_deg > 0.0:

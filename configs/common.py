@@ -23,6 +23,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.pose_scale_deg = 90.0        # The network regresses pose / this, so both terms are O(1).
   c.compute_dtype = "float32"    # bfloat16 on accelerators.
   c.bn_momentum = 0.999          # Keras' MobileNetV2; short runs want less (see synthetic.py).
+  c.precise_bn_batches = 20      # Eval BN statistics from 20 training batches (0: EMA).
   c.dropout_rate = 0.3           # On the pooled features, before the heads (the paper's).
 
   # Optimiser: Adam with Keras-style decay lr / (1 + decay * step) (METHOD.md, section 5).

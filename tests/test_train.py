@@ -10,11 +10,12 @@ import sys
 import textwrap
 import time
 
+import chex
 import ml_collections
 import numpy as np
 import pytest
 
-from asmnet_jax import data, eval_lib, train_lib, train_state
+from asmnet_jax import data, eval_lib, input_pipeline, precise_bn, train_lib, train_state
 from configs import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,6 +41,7 @@ def tiny_config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
   config.eval_every_steps = 4
   config.checkpoint_every_steps = 2
   config.warmup_steps = 0
+  config.precise_bn_batches = 2
   config.update(overrides)
   return config
 
@@ -47,7 +49,7 @@ def tiny_config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
 def config_flags(config: ml_collections.ConfigDict) -> list[str]:
   fields = ("dataset", "data_dir", "image_size", "batch_size", "eval_batch_size",
             "num_epochs", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
-            "warmup_steps")
+            "warmup_steps", "precise_bn_batches")
   return [f"--config.{f}={config[f]}" for f in fields]
 
 
@@ -63,6 +65,7 @@ def config_flags(config: ml_collections.ConfigDict) -> list[str]:
     ("max_train_examples", 0, "max_train_examples"),
     ("bn_momentum", 1.0, "bn_momentum"),
     ("dropout_rate", -0.1, "dropout_rate"),
+    ("precise_bn_batches", -1, "precise_bn_batches"),
 ])
 def test_config_validation_names_the_field(field, value, message):
   config = synthetic.get_config()
@@ -153,6 +156,18 @@ def test_train_resume_and_evaluate(tiny_data_dir, tmp_path):
   assert any("val_nme" in r for r in records)
   assert os.path.exists(os.path.join(workdir, "training_curves.png"))
   assert os.path.exists(os.path.join(workdir, "shape_model.npz"))
+
+  # The checkpoint holds precise BN statistics: those of its final weights over the
+  # first `precise_bn_batches` batches of the seed + 1 training stream.
+  model, state, _ = eval_lib.restore_variables(config, workdir, 68, "latest")
+  source = data.open_splits(data.get_builder(config.dataset, config.data_dir), ["train"])["train"]
+  stream = input_pipeline.create_train_iterator(
+      source, batch_size=config.batch_size, config=train_state.input_config(config),
+      seed=config.seed + 1)
+  expected = precise_bn.precise_batch_stats(
+      model, {"params": state.params, "batch_stats": state.batch_stats},
+      [next(stream)["image"] for _ in range(config.precise_bn_batches)])
+  chex.assert_trees_all_close(state.batch_stats, expected, rtol=1e-4, atol=1e-5)
 
   # Two more epochs in the same work directory: the step count continues.
   more = tiny_config(tiny_data_dir, num_epochs=4)

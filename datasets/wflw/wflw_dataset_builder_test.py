@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import warnings
 
 import numpy as np
 import pytest
@@ -54,18 +53,10 @@ def _annotations(split: str) -> list[tuple[np.ndarray, np.ndarray, str]]:
 
 def _build(data_dir, config=None, manual_dir=DUMMY):
   builder = wflw.Builder(data_dir=str(data_dir), config=config)
-  with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-  reports = [str(w.message) for w in caught
-             if issubclass(w.category, builder_utils.SkippedSamplesWarning)]
-  return builder, reports
+  return builder, builder_utils.prepare_reporting_skips(builder, manual_dir)
 
 
-def _records(builder, split):
-  source = builder.as_data_source(split)
-  return [source[i] for i in range(len(source))]
+_records = builder_utils.read_split
 
 
 def _match(record, split_list="test"):
