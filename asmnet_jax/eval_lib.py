@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from asmnet_jax import checkpoints, data, evaluation, metrics, plots, train_state
+from asmnet_jax import checkpoints, data, evaluation, metrics, models, plots, train_state
 
 NUM_SAMPLES = 12
 
@@ -36,7 +36,15 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: is {workdir} a train.py work directory?")
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    stored = json.load(f)
+  # Fields added after a run may have been trained: the values such runs used.
+  for field, value in _ADDED_FIELDS.items():
+    stored.setdefault(field, value)
+  return ml_collections.ConfigDict(stored)
+
+
+_ADDED_FIELDS = {"bn_momentum": models.BN_MOMENTUM, "dropout_rate": models.DROPOUT_RATE,
+                 "precise_bn_batches": 0}
 
 
 def restore_variables(config: ml_collections.ConfigDict, workdir: str, num_landmarks: int,

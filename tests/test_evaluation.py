@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asmnet_jax import data, evaluation, input_pipeline, metrics, train_state
+from asmnet_jax import data, eval_lib, evaluation, input_pipeline, metrics, train_state
 from configs import synthetic
 
 
@@ -60,3 +62,12 @@ def test_mean_shape_baseline_matches_direct_nme(test_source):
   assert results["nme"] == pytest.approx(expected, rel=1e-3)
   assert 0.1 < results["nme"] < 1.0
   np.testing.assert_allclose(predictions.landmarks[order], expected_px, atol=0.05)
+
+
+def test_config_of_an_older_run_gets_the_values_it_trained_with(tmp_path):
+  # A run from before `dropout_rate`/`precise_bn_batches` existed still evaluates.
+  stored = {"model": "asmnet", "image_size": 64, "bn_momentum": 0.99}
+  (tmp_path / "config.json").write_text(json.dumps(stored))
+  config = eval_lib.load_config(str(tmp_path))
+  assert config.bn_momentum == 0.99  # Stored values win.
+  assert config.dropout_rate == 0.3 and config.precise_bn_batches == 0
