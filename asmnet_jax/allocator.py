@@ -9,7 +9,7 @@ on transparent huge pages. Measured there: the 64 px, batch 32 ASMNet step goes
 from 151 to 256 images/s.
 
 glibc reads GLIBC_TUNABLES only when a process starts, so the command-line entry
-points (train.py, eval.py, the benchmarks) re-execute themselves with it set, once.
+points (train.py, eval.py, the ablation, `python -m asmnet_jax.benchmark`) re-execute themselves with it set, once.
 Setting GLIBC_TUNABLES yourself (even to an empty string) turns this off.
 """
 

@@ -30,6 +30,12 @@ def prediction_file(workdir: str, split: str) -> str:
   return os.path.join(workdir, "eval", f"predictions_{split}.npz")
 
 
+# Config fields added after the first release, with the values that runs trained
+# before them used (their config.json lacks them).
+_ADDED_FIELDS = {"bn_momentum": models.BN_MOMENTUM, "dropout_rate": models.DROPOUT_RATE,
+                 "precise_bn_batches": 0}
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a training run stored in its work directory."""
   path = os.path.join(workdir, "config.json")
@@ -37,14 +43,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f"{path} not found: is {workdir} a train.py work directory?")
   with open(path) as f:
     stored = json.load(f)
-  # Fields added after a run may have been trained: the values such runs used.
   for field, value in _ADDED_FIELDS.items():
     stored.setdefault(field, value)
   return ml_collections.ConfigDict(stored)
 
-
-_ADDED_FIELDS = {"bn_momentum": models.BN_MOMENTUM, "dropout_rate": models.DROPOUT_RATE,
-                 "precise_bn_batches": 0}
 
 
 def restore_variables(config: ml_collections.ConfigDict, workdir: str, num_landmarks: int,
