@@ -11,9 +11,13 @@ Prints one JSON line per model with:
     median over `steps` timed steps after a warm-up; train_img_per_s_best from the
     fastest step; train_cpu_s_per_step: median process CPU seconds per step (all
     threads, thread-pool spinning included);
-  infer_ms_b1: median ms of one eval forward pass at batch 1 (BN folded), over
-    max(10 * steps, 50) calls; infer_ms_b1_best: the fastest call;
-  infer_img_per_s_b64: images/s of the eval forward pass at batch 64 (BN folded);
+  infer_ms_b1: median ms of one eval forward pass at batch 1 (BN folded, compiled
+    with `compile_options.inference_options()`), over max(10 * steps, 50) calls;
+    infer_ms_b1_best: the fastest call; infer_ms_b1_default_options: the same graph
+    compiled with XLA's default options, timed in alternating rounds with the other
+    so that both see the same machine load;
+  infer_img_per_s_b64: images/s of the eval forward pass at batch 64 (BN folded,
+    inference options);
   cpu_count, load_avg_1min: context for the wall times (other processes on a
     shared machine slow them down);
   glibc_tunables: the allocator settings the process ran with (below).
@@ -37,7 +41,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from asmnet_jax import allocator, models
+from asmnet_jax import allocator, compile_options, models
+
+
+def _alternating_latencies(fns: Sequence[Callable[[], Any]], calls: int,
+                           rounds: int = 10) -> list[tuple[float, float]]:
+  """(median, min) wall seconds of each blocking `fn()`, timed in `rounds` alternating
+  rounds of about calls / rounds calls each, after one warm-up call apiece."""
+  times: list[list[float]] = [[] for _ in fns]
+  for fn in fns:
+    fn()
+  for _ in range(rounds):
+    for fn, out in zip(fns, times):
+      for _ in range(max(calls // rounds, 1)):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+  return [(statistics.median(t), min(t)) for t in times]
 
 
 def _timings(fn: Callable[[], Any], steps: int) -> tuple[float, float, float]:
@@ -110,12 +130,15 @@ def benchmark_model(
 
   # Inference: BN folded, as a deployed predictor would run it.
   infer_model, infer_vars = models.fold_batch_norm(model, variables)
-  infer = jax.jit(infer_model.apply)
+  infer = compile_options.jit_inference(infer_model.apply)
+  infer_default_options = jax.jit(infer_model.apply)
   one = images[:1]
   flops = flops_of(infer_model.apply, infer_vars,
                    jnp.zeros((1, image_size, image_size, 3), jnp.float32))
-  infer_s, infer_best_s, _ = _timings(
-      lambda: jax.block_until_ready(infer(infer_vars, one)), max(steps * 10, 50))
+  (infer_s, infer_best_s), (infer_default_s, _) = _alternating_latencies(
+      [lambda: jax.block_until_ready(infer(infer_vars, one)),
+       lambda: jax.block_until_ready(infer_default_options(infer_vars, one))],
+      max(steps * 10, 50))
   many = jnp.tile(images[:1], (infer_batch, 1, 1, 1))
   many_s, _, _ = _timings(lambda: jax.block_until_ready(infer(infer_vars, many)), steps)
 
@@ -147,6 +170,8 @@ def benchmark_model(
       "train_cpu_s_per_step": round(train_cpu_s, 3),
       "infer_ms_b1": round(1e3 * infer_s, 3),
       "infer_ms_b1_best": round(1e3 * infer_best_s, 3),
+      "infer_ms_b1_default_options": round(1e3 * infer_default_s, 3),
+      "inference_options": compile_options.inference_options(),
       "infer_img_per_s_b64": round(infer_batch / many_s, 3),
       "cpu_count": os.cpu_count(),
       "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asmnet_jax import inference
+from asmnet_jax import compile_options, inference
 
 STABLEHLO_FILE = "model.stablehlo.bin"
 ONNX_FILE = "model.onnx"
@@ -90,10 +90,11 @@ def export_stablehlo(model: inference.InferenceModel,
 
 
 def load_stablehlo(path: str) -> Callable[[np.ndarray], tuple[jax.Array, jax.Array]]:
-  """A jitted callable images -> (landmarks, pose) from a serialized export."""
+  """A jitted callable images -> (landmarks, pose) from a serialized export
+  (compiled with `compile_options.inference_options()`)."""
   with open(path, "rb") as f:
     exported = jax.export.deserialize(bytearray(f.read()))
-  return jax.jit(exported.call)
+  return compile_options.jit_inference(exported.call)
 
 
 # ----------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
     python -m asmnet_jax.export_benchmark [--image_size 224] [--workdir DIR]
 
 Prints one JSON line per form, the median of --runs timed calls after --warmup:
-  jax_jit          the BN-folded Flax module under jax.jit (depthwise "auto");
-  jax_export       model.stablehlo.bin reloaded with jax.export.deserialize;
+  jax_jit          the BN-folded Flax module under jax.jit (depthwise "auto",
+                   `compile_options.inference_options()`);
+  jax_export       model.stablehlo.bin reloaded by `export.load_stablehlo`;
   onnxruntime      model.onnx in onnxruntime's CPU provider.
 Without --workdir the network is untrained (`inference.random_model`): timings
 do not depend on the weights, so this runs anywhere.
@@ -23,7 +24,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from asmnet_jax import export, inference
+from asmnet_jax import compile_options, export, inference
 
 
 def median_ms(fn: Callable[[], Any], runs: int, warmup: int) -> float:
@@ -50,7 +51,7 @@ def benchmark(model: inference.InferenceModel, batch_size: int = 1, runs: int = 
                if form in forms]
     export.write_exports(model, tmp, formats)
     if "jax_jit" in forms:
-      fn = jax.jit(model.forward)
+      fn = compile_options.jit_inference(model.forward)
       runners["jax_jit"] = lambda: jax.block_until_ready(fn(model.variables, images))
     if "jax_export" in forms:
       loaded = export.load_stablehlo(os.path.join(tmp, export.STABLEHLO_FILE))

@@ -40,7 +40,7 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageOps
 
-from asmnet_jax import augment, checkpoints, face_detection, models
+from asmnet_jax import augment, checkpoints, compile_options, face_detection, models
 from asmnet_jax.face_crop import ImageLoadError
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -416,7 +416,7 @@ class Predictor:
     self.box_mapping = box_mapping
     self.refine_passes = refine_passes
     self.batch_sizes = tuple(int(b) for b in batch_sizes)
-    self._forward = jax.jit(model.forward)
+    self._forward = compile_options.jit_inference(model.forward)
 
   @classmethod
   def from_workdir(cls, workdir: str, checkpoint: str = "best", **kwargs) -> Predictor:

@@ -93,7 +93,7 @@ def fit_or_load_shape_model(config, workdir: str, train_source) -> asm.ShapeMode
   shapes = input_pipeline.eval_normalized_landmarks(
       train_source, config.image_size, config.input.eval_margin)
   shape_model = asm.fit_shape_model(shapes, config.variance_kept)
-  logging.info("ASM: %d components keep %.0f%% of the variance of %d shapes",
+  logging.info("ASM: %d components keep %g%% of the variance of %d shapes",
                shape_model.num_components, 100 * config.variance_kept, len(shapes))
   if jax.process_index() == 0:
     shape_model.save(path)

@@ -13,7 +13,8 @@ from asmnet_jax import allocator, benchmark
 
 KEYS = {"model", "num_landmarks", "params_trainable", "params_bn_stats", "flops_b1",
         "train_img_per_s", "infer_ms_b1", "infer_img_per_s_b64", "device", "image_size",
-        "batch_size", "dtype", "glibc_tunables", "train_cpu_s_per_step", "infer_ms_b1_best"}
+        "batch_size", "dtype", "glibc_tunables", "train_cpu_s_per_step", "infer_ms_b1_best",
+        "infer_ms_b1_default_options", "inference_options"}
 TINY = ["--image_size", "32", "--batch_size", "2", "--steps", "1", "--infer_batch", "2"]
 
 

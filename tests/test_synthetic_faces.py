@@ -160,10 +160,11 @@ def test_tiny_builds_and_reads_back_without_tensorflow(tmp_path):
   builder = tfds.builder("synthetic_faces/tiny", data_dir=str(tmp_path))
   builder.download_and_prepare()
   config = builder.builder_config
-  train, test = builder.as_data_source("train"), builder.as_data_source("test")
-  assert len(train) == config.num_train and len(test) == config.num_test
+  sources = {split: builder.as_data_source(split) for split in ("train", "validation", "test")}
+  assert {split: len(source) for split, source in sources.items()} == {
+      "train": config.num_train, "validation": config.num_validation, "test": config.num_test}
   names = set()
-  for source, split in ((train, "train"), (test, "test")):
+  for split, source in sources.items():
     for i in range(len(source)):
       ex = source[i]
       assert ex["image"].shape == (192, 192, 3) and ex["image"].dtype == np.uint8
@@ -173,20 +174,25 @@ def test_tiny_builds_and_reads_back_without_tensorflow(tmp_path):
       name = ex["filename"].decode()
       assert name.startswith(f"synthetic/{split}/") and name.endswith(".jpg")
       names.add(name)
-  assert len(names) == config.num_train + config.num_test
-  # A stored example is exactly the render of its seed (JPEG bytes stored as made).
-  ex = train[0]
-  index = int(ex["filename"].decode().split("/")[-1].split(".")[0])
-  seed = datasets.synthetic_faces.synthetic_faces_dataset_builder.SEED_BASE["train"] + index
-  out = sf.render_face(seed)
-  np.testing.assert_array_equal(ex["landmarks"], out["landmarks"])
-  np.testing.assert_array_equal(ex["pose"], out["pose"])
-  assert np.abs(ex["image"].astype(int) - out["image"]).mean() < 1.0
+  assert len(names) == config.num_train + config.num_validation + config.num_test
+  # A stored example is exactly the render of its split's seed (JPEG bytes stored as made).
+  for split in ("train", "validation"):
+    ex = sources[split][3]
+    index = int(ex["filename"].decode().split("/")[-1].split(".")[0])
+    seed = datasets.synthetic_faces.synthetic_faces_dataset_builder.SEED_BASE[split] + index
+    out = sf.render_face(seed)
+    np.testing.assert_array_equal(ex["landmarks"], out["landmarks"])
+    np.testing.assert_array_equal(ex["pose"], out["pose"])
+    assert np.abs(ex["image"].astype(int) - out["image"]).mean() < 1.0
   assert "tensorflow" not in sys.modules
 
 
-def test_train_and_test_seeds_are_disjoint():
+def test_split_seeds_are_disjoint():
   from datasets.synthetic_faces import synthetic_faces_dataset_builder as b  # pylint: disable=g-import-not-at-top
 
-  big = max(c.num_train for c in b.Builder.BUILDER_CONFIGS)
-  assert b.SEED_BASE["train"] + big <= b.SEED_BASE["test"]
+  sizes = {"train": "num_train", "validation": "num_validation", "test": "num_test"}
+  ranges = sorted(
+      (b.SEED_BASE[split], b.SEED_BASE[split] + max(getattr(c, field) for c in b.Builder.BUILDER_CONFIGS))
+      for split, field in sizes.items())
+  assert set(b.SEED_BASE) == set(sizes)
+  assert all(end <= next_start for (_, end), (next_start, _) in zip(ranges, ranges[1:]))

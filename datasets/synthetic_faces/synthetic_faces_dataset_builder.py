@@ -20,7 +20,7 @@ from asmnet_jax import face_features, synthetic_faces
 
 NUM_LANDMARKS = synthetic_faces.NUM_LANDMARKS
 # Seeds of split s are SEED_BASE[s] + index: disjoint for up to 2**30 faces a split.
-SEED_BASE = {"train": 0, "test": 1 << 30}
+SEED_BASE = {"train": 0, "test": 1 << 30, "validation": 2 << 30}
 # Below this many faces a split renders in-process (a worker pool costs ~1 s to start).
 _MIN_PARALLEL = 256
 
@@ -30,11 +30,14 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
   """Sizes of a synthetic build.
 
   Attributes:
-    num_train, num_test: faces in the `train` and `test` splits.
+    num_train, num_validation, num_test: faces in the `train`, `validation` and
+      `test` splits (validation: for choosing checkpoints and settings, so that
+      the test split stays unseen).
     image_size: side of the square renders in pixels.
     workers: rendering processes (0: one per CPU core, 1: in-process).
   """
   num_train: int = 5000
+  num_validation: int = 500
   num_test: int = 500
   image_size: int = 192
   workers: int = 0
@@ -47,16 +50,19 @@ def _render(args: tuple[int, int]) -> tuple[bytes, np.ndarray, np.ndarray]:
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
-  """Synthetic faces: `train` and `test`, with disjoint seeds."""
+  """Synthetic faces: `train`, `validation` and `test`, with disjoint seeds."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "1.1.0": "A `validation` split (seeds 2**31 + i); train and test unchanged.",
+  }
   BUILDER_CONFIGS = [
       SyntheticFacesConfig(
-          name="default", description="5000 train + 500 test faces, 192 px."),
+          name="default", description="5000 train + 500 validation + 500 test faces, 192 px."),
       SyntheticFacesConfig(
-          name="tiny", description="48 train + 16 test faces, for tests (seconds).",
-          num_train=48, num_test=16, workers=1),
+          name="tiny", description="48 train + 16 validation + 16 test faces, for tests.",
+          num_train=48, num_validation=16, num_test=16, workers=1),
   ]
 
   def __init__(self, *, file_format=None, **kwargs):
@@ -81,6 +87,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     return {
         "train": self._generate_examples("train", config.num_train),
+        "validation": self._generate_examples("validation", config.num_validation),
         "test": self._generate_examples("test", config.num_test),
     }
 
