@@ -10,7 +10,8 @@ inference uses these options. Measure with `python -m asmnet_jax.benchmark`, whi
 reports `infer_ms_b1` with them and `infer_ms_b1_default_options` without.
 
 A jaxlib that no longer knows an option would fail to compile; `inference_options`
-checks that once per backend and falls back to no options, with a warning.
+compiles a trivial function with them once per process (on the default backend)
+and falls back to no options, with a warning.
 """
 
 from __future__ import annotations

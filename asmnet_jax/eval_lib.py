@@ -48,7 +48,6 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(stored)
 
 
-
 def restore_variables(config: ml_collections.ConfigDict, workdir: str, num_landmarks: int,
                       which: str = "best") -> tuple[Any, Any, int]:
   """(model, train state, step) from the `best` or `latest` checkpoint of a run."""
