@@ -6,6 +6,7 @@ before scoring, so the NME does not depend on the crop's (non-uniform) resize.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -47,7 +48,9 @@ class Evaluator:
   def __init__(self, model: nn.Module, config: ml_collections.ConfigDict, mesh: Mesh):
     self._config = config
     self._mesh = mesh
-    self._input_config = train_state.input_config(config)
+    # One pass in-process: starting a worker process (config.input.worker_count,
+    # for the training stream) would cost more than it saves.
+    self._input_config = dataclasses.replace(train_state.input_config(config), worker_count=0)
     replicated = NamedSharding(mesh, PartitionSpec())
     sharded = NamedSharding(mesh, PartitionSpec(train_state.DATA_AXIS))
     self._apply = jax.jit(lambda variables, images: model.apply(variables, images, train=False),

@@ -9,6 +9,7 @@ same global batch.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -192,9 +193,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if not config.precise_bn_batches:
       return state
     # Its own stream (seed + 1), the same batches every time: the training stream and
-    # so resumption are untouched.
+    # so resumption are untouched. In-process: a worker would cost more to start.
     stream = input_pipeline.create_train_iterator(
-        train_source, batch_size=config.batch_size, config=in_config, seed=config.seed + 1)
+        train_source, batch_size=config.batch_size,
+        config=dataclasses.replace(in_config, worker_count=0), seed=config.seed + 1)
     images = (global_batch(next(stream), mesh, keys=("image",))["image"]
               for _ in range(config.precise_bn_batches))
     stats = precise_bn.precise_batch_stats(
@@ -212,47 +214,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   progress = tqdm.tqdm(total=num_steps, initial=start_step, disable=not is_main,
                        desc=f"train {config.model}/{config.loss}", unit="step",
                        dynamic_ncols=True)
-  all_finite = jnp.array(True)
-  pending, window_start, window_steps = [], time.perf_counter(), 0
-  results = None
-  for step in range(start_step + 1, num_steps + 1):
-    batch = global_batch(next(batches), mesh)
-    state, step_metrics = train_step(state, batch, shape_model, dropout_rng)
-    all_finite &= step_metrics.pop("finite")
-    pending.append(step_metrics)
-    window_steps += 1
-    progress.update(1)
+  try:
+    all_finite = jnp.array(True)
+    pending, window_start, window_steps = [], time.perf_counter(), 0
+    results = None
+    for step in range(start_step + 1, num_steps + 1):
+      batch = global_batch(next(batches), mesh)
+      state, step_metrics = train_step(state, batch, shape_model, dropout_rng)
+      all_finite &= step_metrics.pop("finite")
+      pending.append(step_metrics)
+      window_steps += 1
+      progress.update(1)
 
-    checkpoint_now = step % config.checkpoint_every_steps == 0 or step == num_steps
-    validate_now = step % config.eval_every_steps == 0 or step == num_steps
-    if step % config.log_every_steps == 0 or checkpoint_now or validate_now:
-      if not bool(all_finite):
-        raise NonFiniteLossError(
-            f"the loss or the parameters became NaN or infinite between steps {step - window_steps} and "
-            f"{step}; the last good checkpoint in {manager.directory} is kept "
-            "(try a lower config.learning_rate)")
-      mean = _to_float(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending))
-      elapsed = time.perf_counter() - window_start
-      mean["images_per_s"] = window_steps * config.batch_size / elapsed
-      mean["epoch"] = step / steps_per_epoch
-      progress.set_postfix(loss=f"{mean['loss']:.4g}", alpha=mean["alpha"],
-                           img_s=f"{mean['images_per_s']:.1f}")
-      if is_main:
-        _append_metrics(metrics_path, {"step": step, **mean})
-      pending, window_start, window_steps = [], time.perf_counter(), 0
+      checkpoint_now = step % config.checkpoint_every_steps == 0 or step == num_steps
+      validate_now = step % config.eval_every_steps == 0 or step == num_steps
+      if step % config.log_every_steps == 0 or checkpoint_now or validate_now:
+        if not bool(all_finite):
+          raise NonFiniteLossError(
+              f"the loss or the parameters became NaN or infinite between steps {step - window_steps} and "
+              f"{step}; the last good checkpoint in {manager.directory} is kept "
+              "(try a lower config.learning_rate)")
+        mean = _to_float(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending))
+        elapsed = time.perf_counter() - window_start
+        mean["images_per_s"] = window_steps * config.batch_size / elapsed
+        mean["epoch"] = step / steps_per_epoch
+        progress.set_postfix(loss=f"{mean['loss']:.4g}", alpha=mean["alpha"],
+                             img_s=f"{mean['images_per_s']:.1f}")
+        if is_main:
+          _append_metrics(metrics_path, {"step": step, **mean})
+        pending, window_start, window_steps = [], time.perf_counter(), 0
 
-    if checkpoint_now or validate_now:
-      state = refresh_batch_stats(state)
-    if validate_now:
-      results = validate(step)
-      progress.write(f"step {step}: validation NME {100 * results['nme']:.2f}%, "
-                     f"pose MAE {results['pose_mae']['mean']:.2f} deg")
-    if checkpoint_now or validate_now:
-      manager.save(step, state, nme=results["nme"] if validate_now else None)
-      if is_main:
-        plots.training_curves(metrics_path, os.path.join(workdir, "training_curves.png"))
-      window_start = time.perf_counter()  # Do not count the pause in images/s.
-  progress.close()
+      if checkpoint_now or validate_now:
+        state = refresh_batch_stats(state)
+      if validate_now:
+        results = validate(step)
+        progress.write(f"step {step}: validation NME {100 * results['nme']:.2f}%, "
+                       f"pose MAE {results['pose_mae']['mean']:.2f} deg")
+      if checkpoint_now or validate_now:
+        manager.save(step, state, nme=results["nme"] if validate_now else None)
+        if is_main:
+          plots.training_curves(metrics_path, os.path.join(workdir, "training_curves.png"))
+        window_start = time.perf_counter()  # Do not count the pause in images/s.
+  finally:
+    batches.close()  # Ends a grain worker process (config.input.worker_count) now.
+    progress.close()
   manager.wait()
   if results is None:  # Resumed a finished run: validate the final state again.
     results = validate(num_steps)

@@ -68,6 +68,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     fail("dropout_rate", "must be in [0, 1)")
   if not config.pose_scale_deg > 0.0:
     fail("pose_scale_deg", "must be positive")
+  workers = config.input.worker_count
+  if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+    raise ValueError(f"config.input.worker_count={workers!r}: must be 0 (in-process) "
+                     "or a positive number of worker processes")
   for field in ("batch_size", "eval_batch_size"):
     if config.get(field) % jax.device_count():
       fail(field, f"must be divisible by the {jax.device_count()} devices")

@@ -42,7 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.eval_margin = 0.05
   c.input.rotation_deg = 0.0
   c.input.scale_range = (1.0, 1.0)
-  c.input.worker_count = 0
+  c.input.worker_count = 0         # grain worker processes for the training stream.
 
   # Book-keeping.
   c.log_every_steps = 50

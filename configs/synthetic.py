@@ -35,6 +35,10 @@ def get_config():
   c.bn_momentum = 0.99
   c.input.rotation_deg = 10.0
   c.input.scale_range = (0.9, 1.1)
+  # Decoding and augmenting in a worker process leaves the main process's GIL to the
+  # training loop: 2-epoch runs on 2026-11-29 (2 cores) went from 300-339 to
+  # 390-465 images/s with the same batches and losses.
+  c.input.worker_count = 1
   c.log_every_steps = 20
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
 
 from asmnet_jax import augment
 from asmnet_jax import input_pipeline as ip
+from tests import procfs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SIZE = 64  # model input side used by most tests (speed).
 N_POINTS = 12
@@ -360,6 +368,41 @@ def test_worker_processes_give_same_stream():
   b = _take(it, 4)
   it.close()
   _assert_batches_equal(a, b)
+  # Copied out of grain's shared memory: nothing outlives the iterator.
+  assert all(type(v) is np.ndarray for batch in b for v in batch.values())
+
+
+# A parent that starts a child calling `exit_with_parent`, prints its pid, and waits.
+_PARENT_SCRIPT = textwrap.dedent("""
+    import os, subprocess, sys, time
+    child_code = (
+        "import time\\n"
+        "from asmnet_jax.input_pipeline import exit_with_parent\\n"
+        f"exit_with_parent({os.getpid()})\\n"
+        "print('ready', flush=True)\\n"
+        "time.sleep(120)\\n")
+    child = subprocess.Popen([sys.executable, "-c", child_code], stdout=subprocess.PIPE,
+                             text=True)
+    assert child.stdout.readline().strip() == "ready"
+    print(child.pid, flush=True)
+    time.sleep(120)
+""")
+
+
+@pytest.mark.skipif(not procfs.AVAILABLE, reason="reads /proc")
+def test_worker_exits_when_its_parent_is_killed():
+  """`exit_with_parent`, the grain worker init: SIGKILL the parent and the child ends."""
+  parent = subprocess.Popen([sys.executable, "-c", _PARENT_SCRIPT], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": REPO})
+  child = int(parent.stdout.readline())
+  assert procfs.running(child)
+  parent.kill()
+  parent.wait()
+  deadline = time.time() + 20
+  while time.time() < deadline and procfs.running(child):
+    time.sleep(0.05)
+  assert not procfs.running(child)
 
 
 # -- a real TFDS data source --------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 
 from asmnet_jax import data, eval_lib, input_pipeline, precise_bn, train_lib, train_state
 from configs import synthetic
+from tests import procfs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -71,6 +72,13 @@ def test_config_validation_names_the_field(field, value, message):
   config = synthetic.get_config()
   config[field] = value
   with pytest.raises(ValueError, match=f"config.{message}"):
+    train_state.validate_config(config)
+
+
+def test_config_validation_names_input_worker_count():
+  config = synthetic.get_config()
+  config.input.worker_count = -1
+  with pytest.raises(ValueError, match="config.input.worker_count"):
     train_state.validate_config(config)
 
 
@@ -197,13 +205,15 @@ def test_nan_loss_stops_and_keeps_good_checkpoint(tiny_data_dir, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not procfs.AVAILABLE, reason="reads /proc")
 def test_killed_run_resumes_from_last_checkpoint(tiny_data_dir, tmp_path):
-  """SIGKILL mid-run, then the same command finishes from the last checkpoint."""
+  """SIGKILL mid-run: its input worker ends too; the same command then finishes
+  from the last checkpoint."""
   workdir = str(tmp_path / "killed")
   config = tiny_config(tiny_data_dir, num_epochs=6, checkpoint_every_steps=1,
                        eval_every_steps=1000)
   command = [sys.executable, os.path.join(REPO, "train.py"), f"--workdir={workdir}",
-             *config_flags(config)]
+             *config_flags(config), "--config.input.worker_count=1"]
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
   checkpoint_dir = os.path.join(workdir, "checkpoints")
@@ -214,8 +224,14 @@ def test_killed_run_resumes_from_last_checkpoint(tiny_data_dir, tmp_path):
       break
     time.sleep(0.05)
   assert process.poll() is None, "training ended before it could be killed"
+  helpers = procfs.children(process.pid)  # the grain worker, multiprocessing's tracker
+  assert helpers, "expected an input worker process"
   process.send_signal(signal.SIGKILL)
   process.wait()
+  deadline = time.time() + 30
+  while time.time() < deadline and any(map(procfs.running, helpers)):
+    time.sleep(0.1)
+  assert not any(map(procfs.running, helpers)), "processes outlived the killed training run"
   killed_at = max(int(n) for n in os.listdir(checkpoint_dir) if n.isdigit())
 
   finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
