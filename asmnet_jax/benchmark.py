@@ -1,7 +1,7 @@
 """Speed and size benchmark of the networks: `python -m asmnet_jax.benchmark`.
 
 Prints one JSON line per model with:
-  model, num_landmarks, image_size, batch_size, device, dtype,
+  model, num_landmarks, image_size, batch_size, dtype,
   params_trainable, params_bn_stats: `models.count_parameters`;
   flops_b1: XLA's cost analysis of the compiled eval forward pass at batch 1 and
     image_size (a multiply-add counts as 2 FLOPs, so it compares with the paper's
@@ -18,8 +18,7 @@ Prints one JSON line per model with:
     so that both see the same machine load;
   infer_img_per_s_b64: images/s of the eval forward pass at batch 64 (BN folded,
     inference options);
-  cpu_count, load_avg_1min: context for the wall times (other processes on a
-    shared machine slow them down);
+  cpu, cpu_count, load_avg_1min, device, jax: the machine (`machine.machine_record`);
   glibc_tunables: the allocator settings the process ran with (below).
 
 Allocator: the command re-executes itself with `allocator.RECOMMENDED_GLIBC_TUNABLES`
@@ -41,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from asmnet_jax import allocator, compile_options, models
+from asmnet_jax import allocator, compile_options, machine, models
 
 
 def _alternating_latencies(fns: Sequence[Callable[[], Any]], calls: int,
@@ -159,7 +158,6 @@ def benchmark_model(
       "num_landmarks": num_landmarks,
       "image_size": image_size,
       "batch_size": batch_size,
-      "device": str(jax.devices()[0].device_kind),
       "dtype": jnp.dtype(dtype).name,
       "depthwise_impl": depthwise_impl,
       "params_trainable": trainable,
@@ -173,8 +171,7 @@ def benchmark_model(
       "infer_ms_b1_default_options": round(1e3 * infer_default_s, 3),
       "inference_options": compile_options.inference_options(),
       "infer_img_per_s_b64": round(infer_batch / many_s, 3),
-      "cpu_count": os.cpu_count(),
-      "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+      **machine.machine_record(),
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
   }
 

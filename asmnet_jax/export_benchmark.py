@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from typing import Any, Callable, Sequence
@@ -24,7 +23,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from asmnet_jax import compile_options, export, inference
+from asmnet_jax import compile_options, export, inference, machine
 
 
 def median_ms(fn: Callable[[], Any], runs: int, warmup: int) -> float:
@@ -70,8 +69,7 @@ def benchmark(model: inference.InferenceModel, batch_size: int = 1, runs: int = 
           "form": form, "model": model.model_name, "image_size": s,
           "num_landmarks": model.num_landmarks, "batch_size": batch_size,
           "ms_per_face": round(ms / batch_size, 3), "ms_per_call": round(ms, 3),
-          "runs": runs, "statistic": "median", "cpu": platform.processor() or platform.machine(),
-          "cpu_count": os.cpu_count(), "jax": jax.__version__})
+          "runs": runs, "statistic": "median", **machine.machine_record()})
   return results
 
 

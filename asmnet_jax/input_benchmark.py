@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from asmnet_jax import input_pipeline
+from asmnet_jax import input_pipeline, machine
 
 
 def synthetic_source(count: int = 64, size: int = 256, num_points: int = 68,
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
       worker_count=args.worker_count, num_threads=args.num_threads)
   common = {"source": source_name, "image_size": args.image_size,
             "batch_size": args.batch_size, "worker_count": args.worker_count,
-            "num_threads": args.num_threads, "cpus": os.cpu_count()}
+            "num_threads": args.num_threads, **machine.machine_record()}
   for name in args.pipelines.split(","):
     if name == "train":
       iterator = input_pipeline.create_train_iterator(

@@ -75,8 +75,8 @@ class InputConfig:
   brightness, contrast, colour, noise, salt_pepper: see `augment.Photometric`.
   seed: default stream seed, for callers that do not pass one.
   worker_count: grain worker processes (0: in-process threads only). They end with
-    the process that started them, SIGKILL included (`exit_with_parent`); close the
-    iterator (`.close()`) when done with it to release their shared memory.
+    the process that started them, SIGKILL included (`exit_with_parent`), or at
+    the iterator's `.close()`.
   worker_buffer_size: batches each worker process keeps ready.
   num_threads: grain read threads (each prepares whole batches).
   prefetch_batches: batches read ahead per process.

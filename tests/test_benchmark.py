@@ -9,13 +9,23 @@ import sys
 
 import pytest
 
-from asmnet_jax import allocator, benchmark
+from asmnet_jax import allocator, benchmark, machine
 
 KEYS = {"model", "num_landmarks", "params_trainable", "params_bn_stats", "flops_b1",
         "train_img_per_s", "infer_ms_b1", "infer_img_per_s_b64", "device", "image_size",
         "batch_size", "dtype", "glibc_tunables", "train_cpu_s_per_step", "infer_ms_b1_best",
-        "infer_ms_b1_default_options", "inference_options"}
+        "infer_ms_b1_default_options", "inference_options", "cpu", "cpu_count", "jax"}
 TINY = ["--image_size", "32", "--batch_size", "2", "--steps", "1", "--infer_batch", "2"]
+
+
+def test_machine_record_names_the_cpu():
+  record = machine.machine_record()
+  assert record["cpu"] and record["cpu_count"] >= 1 and record["jax"]
+  if os.path.exists("/proc/cpuinfo"):
+    with open("/proc/cpuinfo") as f:
+      families = {line.split(":")[1].strip() for line in f if line.startswith("cpu family")}
+    if families:
+      assert f"family {families.pop()}," in record["cpu"]
 
 
 def test_parse_args_defaults():
