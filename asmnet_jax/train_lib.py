@@ -231,9 +231,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if step % config.log_every_steps == 0 or checkpoint_now or validate_now:
         if not bool(all_finite):
           raise NonFiniteLossError(
-              f"the loss or the parameters became NaN or infinite between steps {step - window_steps} and "
-              f"{step}; the last good checkpoint in {manager.directory} is kept "
-              "(try a lower config.learning_rate)")
+              "the loss or the parameters became NaN or infinite between steps "
+              f"{step - window_steps} and {step}; the last good checkpoint in "
+              f"{manager.directory} is kept (try a lower config.learning_rate)")
         mean = _to_float(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending))
         elapsed = time.perf_counter() - window_start
         mean["images_per_s"] = window_steps * config.batch_size / elapsed
