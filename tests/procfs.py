@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 AVAILABLE = os.path.isdir("/proc/self")
 
@@ -31,3 +32,11 @@ def children(pid: int) -> list[int]:
     except (FileNotFoundError, ProcessLookupError):  # ended meanwhile
       continue
   return found
+
+
+def wait_until_ended(pids: list[int], timeout_s: float) -> list[int]:
+  """Polls until none of `pids` is running or `timeout_s` passes; returns those still running."""
+  deadline = time.time() + timeout_s
+  while time.time() < deadline and any(map(running, pids)):
+    time.sleep(0.05)
+  return [pid for pid in pids if running(pid)]

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -399,10 +398,7 @@ def test_worker_exits_when_its_parent_is_killed():
   assert procfs.running(child)
   parent.kill()
   parent.wait()
-  deadline = time.time() + 20
-  while time.time() < deadline and procfs.running(child):
-    time.sleep(0.05)
-  assert not procfs.running(child)
+  assert not procfs.wait_until_ended([child], 20)
 
 
 # -- a real TFDS data source --------------------------------------------------------

@@ -228,10 +228,7 @@ def test_killed_run_resumes_from_last_checkpoint(tiny_data_dir, tmp_path):
   assert helpers, "expected an input worker process"
   process.send_signal(signal.SIGKILL)
   process.wait()
-  deadline = time.time() + 30
-  while time.time() < deadline and any(map(procfs.running, helpers)):
-    time.sleep(0.1)
-  assert not any(map(procfs.running, helpers)), "processes outlived the killed training run"
+  assert not procfs.wait_until_ended(helpers, 30), "processes outlived the killed training run"
   killed_at = max(int(n) for n in os.listdir(checkpoint_dir) if n.isdigit())
 
   finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
