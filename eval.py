@@ -11,7 +11,9 @@ import sys
 
 from absl import app, flags
 
-from asmnet_jax import allocator, distributed, eval_lib
+from asmnet_jax.evaluate import report
+from asmnet_jax.runtime import allocator
+from asmnet_jax.runtime import distributed
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A train.py work directory.", required=True)
 _SPLITS = flags.DEFINE_multi_string("split", None, "Splits to evaluate (default: all test splits).")
@@ -23,8 +25,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   distributed.initialize_if_available()
-  results = eval_lib.evaluate_workdir(_WORKDIR.value, _SPLITS.value, _CHECKPOINT.value)
-  print(eval_lib.results_table(results, f"{_WORKDIR.value} ({_CHECKPOINT.value} checkpoint)"))
+  results = report.evaluate_workdir(_WORKDIR.value, _SPLITS.value, _CHECKPOINT.value)
+  print(report.results_table(results, f"{_WORKDIR.value} ({_CHECKPOINT.value} checkpoint)"))
 
 
 if __name__ == "__main__":

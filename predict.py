@@ -12,7 +12,7 @@ An unreadable image gets {"image": path, "error": message, "faces": []}, and the
 exit status is 1 once the others are done. Coordinates are pixels of the image as
 displayed (EXIF orientation applied), 0-based with pixel centres on integers; faces
 come from an OpenCV Haar cascade (near-frontal faces) unless --landmark_boxes_json
-gives boxes. See `asmnet_jax.inference`.
+gives boxes. See `asmnet_jax.inference.predictor`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from asmnet_jax import inference, plots
+from asmnet_jax.data import images
+from asmnet_jax.evaluate import plots
+from asmnet_jax.inference import predictor as inference
 
 
 def draw_faces(image: np.ndarray, faces: Sequence[inference.Face], out_path: str) -> None:
@@ -89,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   report = []
   for path, drawing in zip(args.images, _drawing_names(args.images)):
     try:
-      image = inference.load_image(path)
-    except inference.ImageLoadError as e:  # report it and go on with the others.
+      image = images.load_image(path)
+    except images.ImageLoadError as e:  # report it and go on with the others.
       print(f"{path}: {e}", file=sys.stderr)
       report.append({"image": path, "error": str(e), "faces": []})
       continue

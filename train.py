@@ -13,7 +13,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from asmnet_jax import allocator, distributed, train_lib
+from asmnet_jax.runtime import allocator
+from asmnet_jax.runtime import distributed
+from asmnet_jax.train import loop
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.",
@@ -28,7 +30,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   distributed.initialize_if_available()
   logging.info("Config:\n%s", _CONFIG.value)
-  results = train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   logging.info("Final validation: %s", results)
 
 

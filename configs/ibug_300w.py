@@ -6,21 +6,9 @@
 
 from __future__ import annotations
 
-from configs import common
+from asmnet_jax.train.config import paper_recipe
 
 
 def get_config():
-  c = common.base_config()
-  c.dataset = "ibug_300w"
-  c.validation_split = "full"   # 300W has no validation split; the paper reports on it.
-  c.variance_kept = 0.9
-  c.num_epochs = 150
-  c.batch_size = 50
-  c.image_size = 224
-  c.learning_rate = 1e-2
-  c.lr_decay = 1e-5
-  # The authors' offline augmentation: rotation up to ±0.55 rad, scale 0.8-1.0.
-  c.input.rotation_deg = 31.5
-  c.input.scale_range = (0.8, 1.0)
-  c.compute_dtype = "bfloat16"
-  return c
+  # 300W has no validation split; the paper reports on `full`.
+  return paper_recipe("ibug_300w", variance_kept=0.9, validation_split="full")

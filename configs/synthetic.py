@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-from configs import common
+from asmnet_jax.train.config import base_config
 
 
 def get_config():
-  c = common.base_config()
+  c = base_config()
   c.dataset = "synthetic_faces"
   c.validation_split = "validation"  # held out: the test split stays unseen.
   # Small crops, a short cosine schedule at a high learning rate, no dropout: the

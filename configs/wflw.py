@@ -6,12 +6,8 @@
 
 from __future__ import annotations
 
-from configs import ibug_300w
+from asmnet_jax.train.config import paper_recipe
 
 
 def get_config():
-  c = ibug_300w.get_config()
-  c.dataset = "wflw"
-  c.validation_split = "test"
-  c.variance_kept = 0.95
-  return c
+  return paper_recipe("wflw", variance_kept=0.95, validation_split="test")

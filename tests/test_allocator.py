@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from asmnet_jax import allocator
+from asmnet_jax.runtime import allocator
 
 
 class _Execve(Exception):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asmnet_jax import asm
+from asmnet_jax.core import asm
 
 
 def random_shapes(num_shapes=200, num_points=12, seed=0):

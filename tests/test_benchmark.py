@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from asmnet_jax import allocator, benchmark, machine
+from asmnet_jax.runtime import allocator
+from asmnet_jax.runtime import machine
+from asmnet_jax.tools import benchmark
 
 KEYS = {"model", "num_landmarks", "params_trainable", "params_bn_stats", "flops_b1",
         "train_img_per_s", "infer_ms_b1", "infer_img_per_s_b64", "device", "image_size",
@@ -50,7 +52,7 @@ def test_main_prints_json_records(capsys):
 @pytest.mark.slow
 def test_command_line_runs_both_models():
   env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-  out = subprocess.run([sys.executable, "-m", "asmnet_jax.benchmark", *TINY],
+  out = subprocess.run([sys.executable, "-m", "asmnet_jax.tools.benchmark", *TINY],
                        check=True, capture_output=True, text=True, env=env).stdout
   records = [json.loads(line) for line in out.strip().splitlines()]
   assert [r["model"] for r in records] == ["asmnet", "mnv2"]

@@ -8,7 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-from asmnet_jax import builder_utils, pose, rotation
+from asmnet_jax.core import pose
+from asmnet_jax.core import rotation
+from asmnet_jax.data import builders
 
 
 def _pts_text(points, n_header=None):
@@ -21,7 +23,7 @@ def test_parse_pts(tmp_path):
   points = np.random.default_rng(0).uniform(1, 500, (68, 2)).round(3)
   path = tmp_path / "a.pts"
   path.write_text(_pts_text(points).replace("\n", "\r\n"))  # Windows line ends too.
-  parsed = builder_utils.parse_pts(path)
+  parsed = builders.parse_pts(path)
   assert parsed.shape == (68, 2) and parsed.dtype == np.float64
   np.testing.assert_array_equal(parsed, points)
 
@@ -37,38 +39,38 @@ def test_parse_pts(tmp_path):
 def test_parse_pts_errors(tmp_path, text, message):
   path = tmp_path / "bad.pts"
   path.write_text(text)
-  with pytest.raises(builder_utils.MalformedSample, match=message) as info:
-    builder_utils.parse_pts(path)
+  with pytest.raises(builders.MalformedSample, match=message) as info:
+    builders.parse_pts(path)
   assert "bad.pts" in str(info.value)
 
 
 def test_parse_pts_missing_file(tmp_path):
-  with pytest.raises(builder_utils.MalformedSample, match="cannot read .*nope.pts"):
-    builder_utils.parse_pts(tmp_path / "nope.pts")
+  with pytest.raises(builders.MalformedSample, match="cannot read .*nope.pts"):
+    builders.parse_pts(tmp_path / "nope.pts")
 
 
 def test_check_landmarks():
   good = np.random.default_rng(0).uniform(0, 100, (68, 2))
-  np.testing.assert_array_equal(builder_utils.check_landmarks(good, 68), good)
-  with pytest.raises(builder_utils.MalformedSample, match="expected 68 points, got 67"):
-    builder_utils.check_landmarks(good[:67], 68)
+  np.testing.assert_array_equal(builders.check_landmarks(good, 68), good)
+  with pytest.raises(builders.MalformedSample, match="expected 68 points, got 67"):
+    builders.check_landmarks(good[:67], 68)
   bad = good.copy()
   bad[3, 1] = np.inf
-  with pytest.raises(builder_utils.MalformedSample, match="non-finite"):
-    builder_utils.check_landmarks(bad, 68)
-  with pytest.raises(builder_utils.MalformedSample, match="degenerate"):
-    builder_utils.check_landmarks(np.ones((68, 2)), 68)
+  with pytest.raises(builders.MalformedSample, match="non-finite"):
+    builders.check_landmarks(bad, 68)
+  with pytest.raises(builders.MalformedSample, match="degenerate"):
+    builders.check_landmarks(np.ones((68, 2)), 68)
 
 
 def test_skip_report_warns_and_logs(caplog):
-  report = builder_utils.SkipReport("ds", "train")
+  report = builders.SkipReport("ds", "train")
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     assert report.finish() == ""  # nothing to say: no warning.
   report.skip("a/b.pts", "expected 68 points, got 67")
   report.skip("c.jpg", "image not found")
   report.note("2 face(s) got fitted poses")
-  with caplog.at_level(logging.WARNING), pytest.warns(builder_utils.SkippedSamplesWarning) as w:
+  with caplog.at_level(logging.WARNING), pytest.warns(builders.SkippedSamplesWarning) as w:
     text = report.finish()
   assert "ds/train: skipped 2 malformed sample(s)" in text
   assert "a/b.pts: expected 68 points, got 67" in text and "c.jpg: image not found" in text
@@ -80,43 +82,43 @@ def test_pose_labeler_fit_and_overrides():
   angles = np.array([20.0, -10.0, 5.0])
   face = rotation.load_mean_face() @ rotation.euler_to_rotation(*angles).T
   points = 50 * face[:, :2] + 100
-  fit = builder_utils.PoseLabeler()
+  fit = builders.PoseLabeler()
   assert fit(["x.jpg"], points).dtype == np.float32
   np.testing.assert_allclose(fit(["x.jpg"], points), angles, atol=1e-4)
-  labeler = builder_utils.PoseLabeler({"dir/x.jpg": (1.0, 2.0, 3.0)}, source="p.csv")
+  labeler = builders.PoseLabeler({"dir/x.jpg": (1.0, 2.0, 3.0)}, source="p.csv")
   np.testing.assert_array_equal(labeler(["dir/x.pts", "dir\\x.jpg"], points), [1, 2, 3])
   np.testing.assert_allclose(labeler(["dir/y.pts", "dir/y.jpg"], points), angles, atol=1e-4)
-  report = builder_utils.SkipReport("ds", "s")
+  report = builders.SkipReport("ds", "s")
   labeler.report_into(report)
   assert report.notes == ["1 face(s) missing from p.csv got fitted poses: dir/y.pts"]
-  with pytest.raises(builder_utils.MalformedSample, match="pose fit failed"):
+  with pytest.raises(builders.MalformedSample, match="pose fit failed"):
     fit(["z"], np.ones((68, 2)))  # all points coincide.
 
 
 def test_pose_labeler_from_config(tmp_path):
-  fit_config, override_config = builder_utils.DEFAULT_CONFIGS
-  assert builder_utils.PoseLabeler.from_config(fit_config, tmp_path).overrides is None
+  fit_config, override_config = builders.DEFAULT_CONFIGS
+  assert builders.PoseLabeler.from_config(fit_config, tmp_path).overrides is None
   with pytest.raises(FileNotFoundError, match="--config fit"):
-    builder_utils.PoseLabeler.from_config(override_config, tmp_path)
-  (tmp_path / builder_utils.POSE_OVERRIDES_FILENAME).write_text("a.jpg,1,2,3\n")
-  labeler = builder_utils.PoseLabeler.from_config(override_config, tmp_path)
+    builders.PoseLabeler.from_config(override_config, tmp_path)
+  (tmp_path / builders.POSE_OVERRIDES_FILENAME).write_text("a.jpg,1,2,3\n")
+  labeler = builders.PoseLabeler.from_config(override_config, tmp_path)
   assert labeler.overrides == {"a.jpg": (1.0, 2.0, 3.0)}
   with pytest.raises(ValueError, match="pose_source"):
-    builder_utils.FaceBuilderConfig(name="x", pose_source="hopenet")
+    builders.FaceBuilderConfig(name="x", pose_source="hopenet")
 
 
 def test_require_layout(tmp_path):
   (tmp_path / "a").mkdir()
-  builder_utils.require_layout(tmp_path, ["a"], "how to")
+  builders.require_layout(tmp_path, ["a"], "how to")
   with pytest.raises(FileNotFoundError, match=r"lacks: b, c/d\.\nhow to"):
-    builder_utils.require_layout(tmp_path, ["a", "b", "c/d"], "how to")
+    builders.require_layout(tmp_path, ["a", "b", "c/d"], "how to")
 
 
 def test_make_example():
   image = np.random.default_rng(0).integers(0, 256, (100, 120, 3), dtype=np.uint8)
   points = np.random.default_rng(1).uniform(30, 70, (68, 2))
-  config = builder_utils.FaceBuilderConfig(name="t", image_format="png", max_size=None)
-  example = builder_utils.make_example(
+  config = builders.FaceBuilderConfig(name="t", image_format="png", max_size=None)
+  example = builders.make_example(
       image, points, "a/b.jpg", np.zeros(3, np.float32), config, {"attributes": np.ones(6, bool)})
   assert set(example) == {"image", "landmarks", "crop_box", "pose", "filename", "attributes"}
   assert example["image"][:4] == b"\x89PNG"

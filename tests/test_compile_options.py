@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asmnet_jax import compile_options, models
+from asmnet_jax.nn import models
+from asmnet_jax.runtime import compile_options
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="CPU options")
 

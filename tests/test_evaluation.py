@@ -8,13 +8,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asmnet_jax import data, eval_lib, evaluation, input_pipeline, metrics, train_state
+from asmnet_jax.core import geometry, metrics
+from asmnet_jax.data import pipeline
+from asmnet_jax.data import registry
+from asmnet_jax.evaluate import evaluator as evaluation
+from asmnet_jax.train import config as config_lib
+from asmnet_jax.train import state as state_lib
+from asmnet_jax.train import step as step_lib
 from configs import synthetic
 
 
 @pytest.fixture(scope="module")
 def test_source(tmp_path_factory):
-  builder = data.prepare("synthetic_faces/tiny", str(tmp_path_factory.mktemp("tfds")))
+  builder = registry.prepare("synthetic_faces/tiny", str(tmp_path_factory.mktemp("tfds")))
   return builder.as_data_source("test")
 
 
@@ -22,10 +28,10 @@ def oracle_evaluator(source, outputs):
   """An Evaluator whose network returns `outputs(batch)` for each eval batch in turn."""
   config = synthetic.get_config()
   config.image_size, config.eval_batch_size = 32, 8
-  evaluator = evaluation.Evaluator(train_state.create_model(config, 68), config,
-                                   train_state.make_mesh())
-  batches = iter(list(input_pipeline.create_eval_iterator(
-      source, batch_size=8, config=train_state.input_config(config))))
+  evaluator = evaluation.Evaluator(state_lib.create_model(config, 68), config,
+                                   step_lib.make_mesh())
+  batches = iter(list(pipeline.create_eval_iterator(
+      source, batch_size=8, config=config_lib.input_config(config))))
   evaluator._apply = lambda variables, images: outputs(next(batches))  # pylint: disable=protected-access
   return evaluator
 
@@ -46,7 +52,7 @@ def test_perfect_predictions_score_perfectly(test_source):
 
 def test_mean_shape_baseline_matches_direct_nme(test_source):
   records = np.stack([test_source[i]["landmarks"] for i in range(len(test_source))])
-  mean_norm = input_pipeline.eval_normalized_landmarks(None, landmarks=records).mean(0)
+  mean_norm = geometry.eval_normalized(records, 0.05).mean(0)
 
   def mean_shape(batch):
     size = batch["landmarks"].shape[0]
@@ -68,6 +74,6 @@ def test_config_of_an_older_run_gets_the_values_it_trained_with(tmp_path):
   # A run from before `dropout_rate`/`precise_bn_batches` existed still evaluates.
   stored = {"model": "asmnet", "image_size": 64, "bn_momentum": 0.99}
   (tmp_path / "config.json").write_text(json.dumps(stored))
-  config = eval_lib.load_config(str(tmp_path))
+  config = config_lib.load_config(str(tmp_path))
   assert config.bn_momentum == 0.99  # Stored values win.
   assert config.dropout_rate == 0.3 and config.precise_bn_batches == 0

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asmnet_jax import augment, face_detection, inference, synthetic_faces
+from asmnet_jax.core import geometry
+from asmnet_jax import testing
+from asmnet_jax.train import checkpoints
+from asmnet_jax.data import images
+from asmnet_jax.inference import detection as face_detection
+from asmnet_jax.inference import predictor as inference
+from asmnet_jax.synthetic import faces as synthetic_faces
 from configs import synthetic
 
 IMAGE_SIZE = 64
@@ -23,10 +29,10 @@ needs_opencv = pytest.mark.skipif(importlib.util.find_spec("cv2") is None,
 
 def make_workdir(path, image_size: int = IMAGE_SIZE, seed: int = 0) -> str:
   """A train.py-style work directory with an untrained network (no training, no
-  compile: `inference.save_untrained_workdir`)."""
+  compile: `testing.save_untrained_workdir`)."""
   config = synthetic.get_config()
   config.image_size = image_size
-  return inference.save_untrained_workdir(str(path), config, seed=seed, step=7)
+  return testing.save_untrained_workdir(str(path), config, seed=seed, step=7)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +81,7 @@ def _stub_model(num_landmarks: int = 68, image_size: int = IMAGE_SIZE) -> infere
 
 
 def _box(points: np.ndarray) -> np.ndarray:
-  return inference.landmark_bounding_box(points)
+  return geometry.landmark_box(points)
 
 
 class LandmarkOracle:
@@ -97,11 +103,11 @@ class LandmarkOracle:
     self.calls += 1
     landmarks, poses = [], []
     for transform in crop_to_image:
-      centre = augment.apply_affine(transform, np.array([[(s - 1) / 2, (s - 1) / 2]]))[0]
+      centre = geometry.apply_affine(transform, np.array([[(s - 1) / 2, (s - 1) / 2]]))[0]
       k = int(np.argmin([np.linalg.norm(_box(f).reshape(2, 2).mean(0) - centre)
                          for f in self.faces]))
-      in_crop = augment.apply_affine(augment.invert_affine(transform), self.faces[k])
-      landmarks.append(augment.normalize_landmarks(in_crop, s).astype(np.float32))
+      in_crop = geometry.apply_affine(geometry.invert_affine(transform), self.faces[k])
+      landmarks.append(geometry.normalize_landmarks(in_crop, s).astype(np.float32))
       poses.append(self.pose(k))
     return np.stack(landmarks), np.stack(poses)
 
@@ -149,19 +155,19 @@ def test_load_image_array_and_pil_forms():
       (Image.fromarray(grey).convert("LA"), np.repeat(grey[..., None], 3, -1)),
   ]
   for given, expected in cases:
-    image = inference.load_image(given)
+    image = images.load_image(given)
     assert image.dtype == np.uint8 and image.shape == (20, 30, 3)
     np.testing.assert_allclose(image.astype(int), expected.astype(int), atol=1)
 
 
 def test_load_image_errors(tmp_path):
-  with pytest.raises(inference.ImageLoadError, match="not found"):
-    inference.load_image(tmp_path / "missing.png")
+  with pytest.raises(images.ImageLoadError, match="not found"):
+    images.load_image(tmp_path / "missing.png")
   (tmp_path / "bad.png").write_bytes(b"not an image")
-  with pytest.raises(inference.ImageLoadError, match="cannot read"):
-    inference.load_image(tmp_path / "bad.png")
+  with pytest.raises(images.ImageLoadError, match="cannot read"):
+    images.load_image(tmp_path / "bad.png")
   with pytest.raises(ValueError, match="image array"):
-    inference.load_image(np.zeros((4, 4, 5), np.uint8))
+    images.load_image(np.zeros((4, 4, 5), np.uint8))
 
 
 def _save_exif_rotated(upright: np.ndarray, path) -> None:
@@ -177,10 +183,10 @@ def test_load_image_applies_exif_orientation(tmp_path):
   upright = _two_face_canvas()[0]
   _save_exif_rotated(upright, tmp_path / "rotated.jpg")
   assert np.asarray(Image.open(tmp_path / "rotated.jpg")).shape == (400, 260, 3)
-  image = inference.load_image(tmp_path / "rotated.jpg")
+  image = images.load_image(tmp_path / "rotated.jpg")
   assert image.shape == upright.shape
   assert np.abs(image.astype(int) - upright).mean() < 3  # JPEG loss only.
-  pil = inference.load_image(Image.open(tmp_path / "rotated.jpg"))
+  pil = images.load_image(Image.open(tmp_path / "rotated.jpg"))
   np.testing.assert_array_equal(pil, image)
 
 
@@ -276,7 +282,7 @@ def _blob_oracle(crops, crop_to_image):
   for crop in crops:
     weights = [np.where(crop[..., c] > 0.02, crop[..., c], 0.0) for c in range(3)]
     points = [[(w * xx).sum() / w.sum(), (w * yy).sum() / w.sum()] for w in weights]
-    out.append(augment.normalize_landmarks(np.asarray(points), s))
+    out.append(geometry.normalize_landmarks(np.asarray(points), s))
   return np.stack(out).astype(np.float32), np.zeros((len(crops), 3), np.float32)
 
 
@@ -368,7 +374,7 @@ def test_workdir_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="config.json"):
     inference.load_workdir(str(tmp_path))
   with pytest.raises(ValueError, match="best.*latest"):
-    inference.checkpoint_dir(str(tmp_path), "newest")
+    checkpoints.step_dir(str(tmp_path), "newest")
 
 
 @needs_opencv

@@ -1,4 +1,4 @@
-"""Tests for `asmnet_jax.input_pipeline` and `asmnet_jax.augment` on synthetic records."""
+"""Tests for `asmnet_jax.data.pipeline` and `asmnet_jax.data.augment` on synthetic records."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from asmnet_jax import augment
-from asmnet_jax import input_pipeline as ip
+from asmnet_jax.core import geometry
+from asmnet_jax.data import pipeline as ip
 from tests import procfs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,23 +73,23 @@ def test_normalize_denormalize_round_trip():
   rng = np.random.default_rng(1)
   px = rng.uniform(-10, 240, size=(5, 7, 2))
   for size in (224, 112, 63):
-    norm = ip.normalize_landmarks(px, size)
-    np.testing.assert_allclose(ip.denormalize_landmarks(norm, size), px, atol=1e-9)
-    np.testing.assert_allclose(ip.normalize_landmarks(ip.denormalize_landmarks(norm, size), size),
+    norm = geometry.normalize_landmarks(px, size)
+    np.testing.assert_allclose(geometry.denormalize_landmarks(norm, size), px, atol=1e-9)
+    np.testing.assert_allclose(geometry.normalize_landmarks(geometry.denormalize_landmarks(norm, size), size),
                                norm, atol=1e-12)
   # Edges: the crop's left/top edge (-0.5 px from the first centre) is -0.5, the far edge +0.5.
-  np.testing.assert_allclose(ip.normalize_landmarks(np.array([-0.5, 223.5]), 224), [-0.5, 0.5])
-  assert ip.normalize_landmarks(np.zeros(2, np.float32), 8).dtype == np.float32
+  np.testing.assert_allclose(geometry.normalize_landmarks(np.array([-0.5, 223.5]), 224), [-0.5, 0.5])
+  assert geometry.normalize_landmarks(np.zeros(2, np.float32), 8).dtype == np.float32
 
 
 def test_crop_matrix_box_spans_unit_square():
   points = np.array([[10.0, 20.0], [50.0, 20.0], [30.0, 100.0]])
-  m, _ = augment.crop_matrix(points, margins=(0.0, 0.0, 0.0, 0.0))
-  norm = augment.apply_affine(m, points)
+  m, _ = geometry.crop_matrix(points, margins=(0.0, 0.0, 0.0, 0.0))
+  norm = geometry.apply_affine(m, points)
   np.testing.assert_allclose(norm.min(0), [-0.5, -0.5])
   np.testing.assert_allclose(norm.max(0), [0.5, 0.5])
-  m, _ = augment.crop_matrix(points, margins=(0.1, 0.2, 0.3, 0.4))
-  norm = augment.apply_affine(m, points)
+  m, _ = geometry.crop_matrix(points, margins=(0.1, 0.2, 0.3, 0.4))
+  norm = geometry.apply_affine(m, points)
   # Left margin 0.1 of the width and right 0.3: box width 1.4 w.
   np.testing.assert_allclose(norm[:, 0].min(), -0.5 + 0.1 / 1.4)
   np.testing.assert_allclose(norm[:, 0].max(), 0.5 - 0.3 / 1.4)
@@ -122,11 +122,11 @@ def test_eval_batch_shapes_and_landmarks_match_fit_helper():
                                          shard_index=0, shard_count=1))
   assert [b["image"].shape for b in batches] == [(4, SIZE, SIZE, 3)] * 2
   landmarks = np.concatenate([b["landmarks"][b["mask"]] for b in batches])
-  expected = ip.eval_normalized_landmarks(records, SIZE, margin=config.eval_margin)
+  expected = ip.eval_normalized_landmarks(records, margin=config.eval_margin)
   assert expected.shape == (7, N_POINTS, 2) and expected.dtype == np.float32
   np.testing.assert_allclose(landmarks, expected, atol=1e-5)
   given = np.stack([r["landmarks"] for r in records])
-  np.testing.assert_array_equal(ip.eval_normalized_landmarks(None, SIZE, landmarks=given), expected)
+  np.testing.assert_array_equal(geometry.eval_normalized(given, config.eval_margin), expected)
   # The evaluation margin: the tightest points sit 0.05 / 1.1 inside the edges.
   np.testing.assert_allclose(np.abs(expected).max(axis=(1, 2)), 0.5 - 0.05 / 1.1, atol=1e-6)
 
@@ -162,7 +162,7 @@ def test_landmarks_follow_pixels(geometric, size):
   batch = next(ip.create_train_iterator(records, batch_size=8, config=config, seed=3,
                                         shard_index=0, shard_count=1))
   for b in range(8):
-    expected = ip.denormalize_landmarks(batch["landmarks"][b, 3], size)
+    expected = geometry.denormalize_landmarks(batch["landmarks"][b, 3], size)
     np.testing.assert_allclose(_centroid(batch["image"][b]), expected, atol=0.25)
   if geometric:
     # Rotation changes only the roll, by the drawn angle (wrapped to (-180, 180]).
@@ -173,7 +173,7 @@ def test_landmarks_follow_pixels(geometric, size):
     # The roll change equals the in-image rotation of the shape (eye line analogue).
     for b in range(8):
       src = records[b]["landmarks"]
-      dst = ip.crop_to_source(batch["landmarks"][b], batch["crop_to_image"][b], size)
+      dst = geometry.crop_to_image_points(batch["landmarks"][b], batch["crop_to_image"][b], size)
       np.testing.assert_allclose(dst, src, atol=1e-3)
   else:
     np.testing.assert_array_equal(batch["pose"], np.tile([5.0, -3.0, 170.0], (8, 1)))
@@ -212,12 +212,12 @@ def test_crop_to_image_maps_back_to_source():
   batch = next(ip.create_train_iterator(records, batch_size=12, config=config, seed=2,
                                         shard_index=0, shard_count=1))
   source = np.stack([records[i]["landmarks"] for i in batch["index"]])
-  mapped = ip.crop_to_source(batch["landmarks"], batch["crop_to_image"], SIZE)
+  mapped = geometry.crop_to_image_points(batch["landmarks"], batch["crop_to_image"], SIZE)
   np.testing.assert_allclose(mapped, source, atol=2e-3)
   # Eval too.
   batch = next(ip.create_eval_iterator(records, batch_size=12, config=config,
                                        shard_index=0, shard_count=1))
-  mapped = ip.crop_to_source(batch["landmarks"], batch["crop_to_image"], SIZE)
+  mapped = geometry.crop_to_image_points(batch["landmarks"], batch["crop_to_image"], SIZE)
   np.testing.assert_allclose(mapped, np.stack([r["landmarks"] for r in records]), atol=2e-3)
 
 
@@ -234,7 +234,7 @@ def test_downscaled_crop_keeps_alignment():
   record = {"image": image, "landmarks": landmarks, "pose": np.zeros(3, np.float32)}
   batch = next(ip.create_eval_iterator([record], batch_size=1, config=_config(),
                                        shard_index=0, shard_count=1))
-  expected = ip.denormalize_landmarks(batch["landmarks"][0, 3], SIZE)
+  expected = geometry.denormalize_landmarks(batch["landmarks"][0, 3], SIZE)
   np.testing.assert_allclose(_centroid(batch["image"][0]), expected, atol=0.3)
 
 
@@ -376,7 +376,7 @@ _PARENT_SCRIPT = textwrap.dedent("""
     import os, subprocess, sys, time
     child_code = (
         "import time\\n"
-        "from asmnet_jax.input_pipeline import exit_with_parent\\n"
+        "from asmnet_jax.data.pipeline import exit_with_parent\\n"
         f"exit_with_parent({os.getpid()})\\n"
         "print('ready', flush=True)\\n"
         "time.sleep(120)\\n")
@@ -407,7 +407,7 @@ def test_worker_exits_when_its_parent_is_killed():
 def test_tfds_data_source(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
   from PIL import Image
-  from asmnet_jax.face_features import face_features
+  from asmnet_jax.data.features import face_features
 
   records = make_records(6, height=40, width=50)
 
@@ -437,7 +437,7 @@ def test_tfds_data_source(tmp_path):
   by_name = {str(r["filename"]): r for r in records}
   order = [by_name[s["filename"].decode() if isinstance(s["filename"], bytes)
                    else s["filename"]] for s in (source[i] for i in range(len(source)))]
-  expected = ip.eval_normalized_landmarks(None, landmarks=np.stack([r["landmarks"] for r in order]))
+  expected = geometry.eval_normalized(np.stack([r["landmarks"] for r in order]), 0.05)
   np.testing.assert_allclose(ip.eval_normalized_landmarks(source), expected, atol=1e-6)
   # The landmark-only view does not decode images.
   assert isinstance(ip._landmarks_only(source)[0]["image"], bytes)

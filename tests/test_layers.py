@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from asmnet_jax import layers
+from asmnet_jax.nn import kernels, layers
 
 
 
@@ -17,9 +17,9 @@ from asmnet_jax import layers
     (56, 3, 1, (1, 1)), (5, 3, 1, (1, 1)), (1, 3, 2, (1, 1)),
 ])
 def test_same_padding_is_tensorflow_rule(size, kernel, stride, expected):
-  assert layers.same_padding(size, kernel, stride) == expected
+  assert kernels.same_padding(size, kernel, stride) == expected
   # The output has ceil(size / stride) positions.
-  before, after = layers.same_padding(size, kernel, stride)
+  before, after = kernels.same_padding(size, kernel, stride)
   assert (size + before + after - kernel) // stride + 1 == -(-size // stride)
 
 
@@ -64,7 +64,7 @@ def test_depthwise_matches_grouped_conv(impl, n, h, w, c, stride):
   """Values and both gradients, against XLA's grouped convolution."""
   x = _normal(h * 100 + w * 10 + stride, (n, h, w, c))
   kernel = _normal(1, (3, 3, c))
-  got = _value_and_vjp(lambda x, k: layers.depthwise_conv(x, k, stride, impl), x, kernel)
+  got = _value_and_vjp(lambda x, k: kernels.depthwise_conv(x, k, stride, impl), x, kernel)
   want = _value_and_vjp(lambda x, k: _reference_depthwise(x, k, stride), x, kernel)
   assert got[0].shape == (n, -(-h // stride), -(-w // stride), c)
   _assert_all_close(got, want)
@@ -73,10 +73,10 @@ def test_depthwise_matches_grouped_conv(impl, n, h, w, c, stride):
 def test_depthwise_jits_and_rejects_unknown_impl():
   x = jnp.ones((1, 6, 6, 2))
   k = jnp.ones((3, 3, 2))
-  y = jax.jit(layers.depthwise_conv, static_argnums=(2, 3))(x, k, 2, "shift_vjp")
+  y = jax.jit(kernels.depthwise_conv, static_argnums=(2, 3))(x, k, 2, "shift_vjp")
   assert y.shape == (1, 3, 3, 2)
   with pytest.raises(ValueError, match="unknown depthwise impl"):
-    layers.depthwise_conv(x, k, 1, "winograd")
+    kernels.depthwise_conv(x, k, 1, "winograd")
 
 
 @pytest.mark.parametrize("cin, cout", [(4, 12), (12, 4)])
@@ -84,7 +84,7 @@ def test_depthwise_jits_and_rejects_unknown_impl():
 def test_pointwise_matches_conv_and_gradient(cin, cout, custom_grad):
   x = _normal(cin, (2, 5, 6, cin))
   kernel = _normal(1, (cin, cout))
-  got = _value_and_vjp(lambda x, k: layers.pointwise_conv(x, k, custom_grad), x, kernel)
+  got = _value_and_vjp(lambda x, k: kernels.pointwise_conv(x, k, custom_grad), x, kernel)
   want = _value_and_vjp(
       lambda x, k: lax.conv_general_dilated(x, k[None, None], (1, 1), "SAME",
                                             dimension_numbers=("NHWC", "HWIO", "NHWC")),
@@ -97,7 +97,7 @@ def test_pointwise_matches_conv_and_gradient(cin, cout, custom_grad):
 def test_stem_conv3x3_matches_conv(h, w, custom_grad):
   x = jnp.abs(_normal(h, (2, h, w, 3)))
   kernel = _normal(1, (3, 3, 3, 8))
-  got = _value_and_vjp(lambda x, k: layers.conv3x3(x, k, 2, custom_grad), x, kernel)
+  got = _value_and_vjp(lambda x, k: kernels.conv3x3(x, k, 2, custom_grad), x, kernel)
   want = _value_and_vjp(
       lambda x, k: lax.conv_general_dilated(x, k, (2, 2), "SAME",
                                             dimension_numbers=("NHWC", "HWIO", "NHWC")),

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asmnet_jax import asm, losses
+from asmnet_jax.core import asm
+from asmnet_jax.core import losses
 
 
 def shape_model_and_batch(batch=4, n=10, seed=0):

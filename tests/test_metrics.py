@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asmnet_jax import metrics
+from asmnet_jax.core import metrics
 
 
 def loop_nme(pred, gt, left, right):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asmnet_jax import models
+from asmnet_jax.nn import models
 
 SIZE = 32  # smallest size with a 1x1 map after the last stride-2 block.
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asmnet_jax import pose, rotation
+from asmnet_jax.core import pose
+from asmnet_jax.core import rotation
 
 # Yaw +-60, pitch +-30, roll +-30 grid (45 poses).
 GRID = np.array(

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from asmnet_jax import layers, models, precise_bn
+from asmnet_jax.nn import kernels
+from asmnet_jax.nn import models
+from asmnet_jax.train import precise_bn
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def test_stem_statistics_are_the_population_moments(model_and_variables):
   batches = [_images(seed) for seed in (2, 3, 4)]
   stats = precise_bn.precise_batch_stats(model, variables, batches, moments_fn=moments_fn)
   kernel = variables["params"]["backbone"]["stem"]["kernel"]
-  pad = layers.same_padding(64, 3, 2)
+  pad = kernels.same_padding(64, 3, 2)
   conv = lax.conv_general_dilated(jnp.concatenate(batches), kernel, (2, 2), (pad, pad),
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
   conv = np.asarray(conv, np.float64).reshape(-1, kernel.shape[-1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asmnet_jax import rotation
+from asmnet_jax.core import rotation
 
 NOSE_TIP, CHIN, LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 30, 8, 36, 45
 

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from asmnet_jax import rotation
-from asmnet_jax import synthetic_faces as sf
+from asmnet_jax.core import rotation
 from asmnet_jax.synthetic import draw
+from asmnet_jax.synthetic import faces as sf
 
 SIZE = 192
 
@@ -155,7 +155,7 @@ def test_sample_grid_size():
 
 def test_tiny_builds_and_reads_back_without_tensorflow(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
-  import datasets.synthetic_faces  # pylint: disable=g-import-not-at-top,unused-import
+  from asmnet_jax_datasets.synthetic_faces import synthetic_faces_dataset_builder  # pylint: disable=g-import-not-at-top
 
   builder = tfds.builder("synthetic_faces/tiny", data_dir=str(tmp_path))
   builder.download_and_prepare()
@@ -179,7 +179,7 @@ def test_tiny_builds_and_reads_back_without_tensorflow(tmp_path):
   for split in ("train", "validation"):
     ex = sources[split][3]
     index = int(ex["filename"].decode().split("/")[-1].split(".")[0])
-    seed = datasets.synthetic_faces.synthetic_faces_dataset_builder.SEED_BASE[split] + index
+    seed = synthetic_faces_dataset_builder.SEED_BASE[split] + index
     out = sf.render_face(seed)
     np.testing.assert_array_equal(ex["landmarks"], out["landmarks"])
     np.testing.assert_array_equal(ex["pose"], out["pose"])
@@ -188,7 +188,7 @@ def test_tiny_builds_and_reads_back_without_tensorflow(tmp_path):
 
 
 def test_split_seeds_are_disjoint():
-  from datasets.synthetic_faces import synthetic_faces_dataset_builder as b  # pylint: disable=g-import-not-at-top
+  from asmnet_jax_datasets.synthetic_faces import synthetic_faces_dataset_builder as b  # pylint: disable=g-import-not-at-top
 
   sizes = {"train": "num_train", "validation": "num_validation", "test": "num_test"}
   ranges = sorted(

@@ -15,7 +15,14 @@ import ml_collections
 import numpy as np
 import pytest
 
-from asmnet_jax import data, eval_lib, input_pipeline, precise_bn, train_lib, train_state
+from asmnet_jax.data import pipeline
+from asmnet_jax.data import registry
+from asmnet_jax.evaluate import report as eval_lib
+from asmnet_jax.train import loop
+from asmnet_jax.train import precise_bn
+from asmnet_jax.train import checkpoints
+from asmnet_jax.train import config as config_lib
+from asmnet_jax.train import state as state_lib
 from configs import synthetic
 from tests import procfs
 
@@ -26,7 +33,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_data_dir(tmp_path_factory):
   """`synthetic_faces/tiny` built once for the session."""
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  data.prepare("synthetic_faces/tiny", data_dir)
+  registry.prepare("synthetic_faces/tiny", data_dir)
   return data_dir
 
 
@@ -72,19 +79,19 @@ def test_config_validation_names_the_field(field, value, message):
   config = synthetic.get_config()
   config[field] = value
   with pytest.raises(ValueError, match=f"config.{message}"):
-    train_state.validate_config(config)
+    config_lib.validate_config(config)
 
 
 def test_config_validation_names_input_worker_count():
   config = synthetic.get_config()
   config.input.worker_count = -1
   with pytest.raises(ValueError, match="config.input.worker_count"):
-    train_state.validate_config(config)
+    config_lib.validate_config(config)
 
 
 def test_unknown_dataset_is_a_clear_error():
   with pytest.raises(ValueError, match="unknown dataset 'celeba'"):
-    data.get_builder("celeba")
+    registry.get_builder("celeba")
 
 
 _EQUIVALENCE_SCRIPT = textwrap.dedent("""
@@ -92,7 +99,11 @@ _EQUIVALENCE_SCRIPT = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import NamedSharding, PartitionSpec
-    from asmnet_jax import asm, train_lib, train_state
+    from asmnet_jax.core import asm
+    from asmnet_jax.train import loop
+    from asmnet_jax.train import checkpoints
+from asmnet_jax.train import config as config_lib
+from asmnet_jax.train import state as state_lib
     from configs import synthetic
 
     assert jax.device_count() == 2, jax.devices()
@@ -112,9 +123,9 @@ _EQUIVALENCE_SCRIPT = textwrap.dedent("""
       replicated = NamedSharding(mesh, PartitionSpec())
       state = jax.device_put(
           train_state.create_train_state(config, model, jax.random.key(0)), replicated)
-      step = train_lib.make_train_step(config, steps_per_epoch=10, mesh=mesh)
+      step = loop.make_train_step(config, steps_per_epoch=10, mesh=mesh)
       key = jax.device_put(jax.random.key(1), replicated)
-      state, metrics = step(state, train_lib.global_batch(batch, mesh),
+      state, metrics = step(state, loop.global_batch(batch, mesh),
                             jax.device_put(shape_model, replicated), key)
       assert len(state.params["heads"]["landmarks"]["kernel"].sharding.device_set) == len(devices)
       results.append(jax.device_get({"loss": metrics["loss"], "params": state.params,
@@ -156,7 +167,7 @@ def test_two_devices_match_one_device():
 def test_train_resume_and_evaluate(tiny_data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   config = tiny_config(tiny_data_dir)
-  results = train_lib.train_and_evaluate(config, workdir)
+  results = loop.train_and_evaluate(config, workdir)
   assert 0 < results["nme"] < 10 and results["count"] > 0
   records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   steps_done = max(r["step"] for r in records)
@@ -167,19 +178,20 @@ def test_train_resume_and_evaluate(tiny_data_dir, tmp_path):
 
   # The checkpoint holds precise BN statistics: those of its final weights over the
   # first `precise_bn_batches` batches of the seed + 1 training stream.
-  model, state, _ = eval_lib.restore_variables(config, workdir, 68, "latest")
-  source = data.open_splits(data.get_builder(config.dataset, config.data_dir), ["train"])["train"]
-  stream = input_pipeline.create_train_iterator(
-      source, batch_size=config.batch_size, config=train_state.input_config(config),
+  model = state_lib.create_model(config, 68)
+  state = checkpoints.restore_tree(checkpoints.step_dir(workdir, "latest"))
+  source = registry.open_splits(registry.get_builder(config.dataset, config.data_dir), ["train"])["train"]
+  stream = pipeline.create_train_iterator(
+      source, batch_size=config.batch_size, config=config_lib.input_config(config),
       seed=config.seed + 1)
   expected = precise_bn.precise_batch_stats(
-      model, {"params": state.params, "batch_stats": state.batch_stats},
+      model, {"params": state["params"], "batch_stats": state["batch_stats"]},
       [next(stream)["image"] for _ in range(config.precise_bn_batches)])
-  chex.assert_trees_all_close(state.batch_stats, expected, rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(state["batch_stats"], expected, rtol=1e-4, atol=1e-5)
 
   # Two more epochs in the same work directory: the step count continues.
   more = tiny_config(tiny_data_dir, num_epochs=4)
-  train_lib.train_and_evaluate(more, workdir)
+  loop.train_and_evaluate(more, workdir)
   records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   steps = [r["step"] for r in records if "loss" in r]
   assert steps == sorted(set(steps)) and max(steps) == 2 * steps_done
@@ -198,8 +210,8 @@ def test_nan_loss_stops_and_keeps_good_checkpoint(tiny_data_dir, tmp_path):
   workdir = str(tmp_path / "nan")
   config = tiny_config(tiny_data_dir, learning_rate=1e30, lr_decay=0.0, num_epochs=1,
                        checkpoint_every_steps=1)
-  with pytest.raises(train_lib.NonFiniteLossError, match="last good checkpoint"):
-    train_lib.train_and_evaluate(config, workdir)
+  with pytest.raises(loop.NonFiniteLossError, match="last good checkpoint"):
+    loop.train_and_evaluate(config, workdir)
   kept = os.listdir(os.path.join(workdir, "checkpoints"))
   assert all(name.isdigit() for name in kept)  # Only finished checkpoints, if any.
 

@@ -1,4 +1,4 @@
-"""Building blocks of the synthetic face renderer; the API is `asmnet_jax.synthetic_faces`.
+"""Building blocks of the synthetic face renderer; the API is `asmnet_jax.synthetic.faces`.
 
   config.py  `RenderConfig`: what a render samples.
   shape.py   the 3D head: landmark groups, face mesh template, identity and

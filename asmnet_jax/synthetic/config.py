@@ -10,7 +10,7 @@ class RenderConfig:
   """What `render_face` samples. Ranges are (low, high), drawn uniformly.
 
   Attributes:
-    yaw, pitch, roll: head-pose ranges in degrees (`asmnet_jax.rotation` signs).
+    yaw, pitch, roll: head-pose ranges in degrees (`asmnet_jax.core.rotation` signs).
     identity_scale: multiplies every identity deformation (0: the mean shape).
     expression_scale: multiplies every expression deformation (0: neutral).
     face_size: jaw width (mean-face 1.25 units) as a fraction of the image side.

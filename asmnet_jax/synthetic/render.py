@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from asmnet_jax import rotation
+from asmnet_jax.core import rotation
 from asmnet_jax.synthetic import draw as dr
 from asmnet_jax.synthetic import shape as sh
 from asmnet_jax.synthetic.config import RenderConfig
@@ -544,7 +544,7 @@ class _Face:
 
 
 def render_scene(scene: Scene) -> dict[str, Any]:
-  """Draws a sampled scene; see `asmnet_jax.synthetic_faces.render_face`."""
+  """Draws a sampled scene; see `asmnet_jax.synthetic.faces.render_face`."""
   face = _Face(scene)
   face.body()
   face.skull()

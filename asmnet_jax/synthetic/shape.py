@@ -1,6 +1,6 @@
 """The synthetic head in 3D: landmark groups, face mesh, identity and expressions.
 
-Frame and units: the head frame of `asmnet_jax.rotation` (x right, y down, z away from
+Frame and units: the head frame of `asmnet_jax.core.rotation` (x right, y down, z away from
 the camera at zero pose) in mean-face units (outer eye corners about 0.76 apart).
 """
 
@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from asmnet_jax import rotation
+from asmnet_jax.core import rotation
 from asmnet_jax.synthetic.config import RenderConfig
 
 NUM_LANDMARKS = 68

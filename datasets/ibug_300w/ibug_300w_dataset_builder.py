@@ -12,7 +12,9 @@ from typing import Iterator
 
 import tensorflow_datasets as tfds
 
-from asmnet_jax import builder_utils, face_crop, face_features
+from asmnet_jax.data import builders
+from asmnet_jax.data.images import ImageLoadError, load_rgb_image
+from asmnet_jax.data import features as face_features
 
 NUM_LANDMARKS = 68
 FOLDERS = ("afw", "helen/trainset", "helen/testset", "lfpw/trainset", "lfpw/testset", "ibug")
@@ -38,7 +40,7 @@ accept their terms, and extract them into one folder laid out as
   <manual_dir>/ibug/                (135)
 
 with each image (.jpg or .png) beside its .pts file. Then build with
-  python -m asmnet_jax.build_dataset ibug_300w --manual_dir <manual_dir>   (repository root)
+  python -m asmnet_jax.data.build ibug_300w --manual_dir <manual_dir>   (repository root)
 Optional: <manual_dir>/pose_overrides.csv (filename,yaw,pitch,roll) with --config override.
 """
 
@@ -47,8 +49,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   """300-W: train (afw + helen/trainset + lfpw/trainset), common, challenging, full."""
 
   VERSION = tfds.core.Version("1.0.0")
+  # The splits eval.py reports (METHOD.md, section 6).
+  TEST_SPLITS = ("common", "challenging", "full")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
-  BUILDER_CONFIGS = builder_utils.DEFAULT_CONFIGS
+  BUILDER_CONFIGS = builders.DEFAULT_CONFIGS
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
   def __init__(self, *, file_format=None, **kwargs):
@@ -74,8 +78,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = dl_manager.manual_dir  # TFDS raises with the instructions if absent/empty.
-    builder_utils.require_layout(manual_dir, FOLDERS, _INSTRUCTIONS)
-    builder_utils.PoseLabeler.from_config(self.builder_config, manual_dir)  # fail early.
+    builders.require_layout(manual_dir, FOLDERS, _INSTRUCTIONS)
+    builders.PoseLabeler.from_config(self.builder_config, manual_dir)  # fail early.
     return {
         split: self._generate_examples(os.fspath(manual_dir), split, folders)
         for split, folders in SPLITS.items()
@@ -85,9 +89,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       self, manual_dir: str, split: str, folders: tuple[str, ...]
   ) -> Iterator[tuple[str, dict]]:
     config = self.builder_config
-    report = builder_utils.SkipReport(self.name, split)
-    labeler = builder_utils.PoseLabeler.from_config(config, manual_dir)
-    load = functools.lru_cache(maxsize=4)(face_crop.load_rgb_image)  # AFW: faces of one image.
+    report = builders.SkipReport(self.name, split)
+    labeler = builders.PoseLabeler.from_config(config, manual_dir)
+    load = functools.lru_cache(maxsize=4)(load_rgb_image)  # AFW: faces of one image.
     for folder in folders:
       directory = os.path.join(manual_dir, folder)
       names = sorted(os.listdir(directory))
@@ -99,12 +103,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         try:
           image_name = _find_image(name, images)
           filename = f"{folder}/{image_name}"
-          points = builder_utils.parse_pts(os.path.join(directory, name))
-          points = builder_utils.check_landmarks(points - 1.0, NUM_LANDMARKS)  # 1-based.
+          points = builders.parse_pts(os.path.join(directory, name))
+          points = builders.check_landmarks(points - 1.0, NUM_LANDMARKS)  # 1-based.
           image = load(os.path.join(directory, image_name))
           angles = labeler([key, filename], points)
-          example = builder_utils.make_example(image, points, filename, angles, config)
-        except (builder_utils.MalformedSample, face_crop.ImageLoadError) as e:
+          example = builders.make_example(image, points, filename, angles, config)
+        except (builders.MalformedSample, ImageLoadError) as e:
           report.skip(key, str(e).replace(manual_dir + os.sep, ""))
           continue
         yield key, example
@@ -134,5 +138,5 @@ def _find_image(pts_name: str, images: dict[str, str]) -> str:
   match = _FACE_SUFFIX.match(stem)
   if match and match.group(1) in images:
     return images[match.group(1)]
-  raise builder_utils.MalformedSample(
+  raise builders.MalformedSample(
       f"no image {stem}{{{','.join(IMAGE_EXTENSIONS)}}} beside {pts_name}")

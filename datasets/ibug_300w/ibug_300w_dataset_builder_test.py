@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asmnet_jax import builder_utils, face_crop
-from datasets.ibug_300w import ibug_300w_dataset_builder as ibug
+from asmnet_jax.data import builders
+from asmnet_jax.data import crops as face_crop
+from asmnet_jax_datasets.ibug_300w import ibug_300w_dataset_builder as ibug
 
 DUMMY = os.path.join(os.path.dirname(__file__), "dummy_data")
 SPLIT_SIZES = {"train": 7, "common": 4, "challenging": 2, "full": 6}
@@ -35,10 +36,10 @@ POSES = _fixture_module().POSES
 
 def _build(data_dir, config=None, manual_dir=DUMMY):
   builder = ibug.Builder(data_dir=str(data_dir), config=config)
-  return builder, builder_utils.prepare_reporting_skips(builder, manual_dir)
+  return builder, builders.prepare_reporting_skips(builder, manual_dir)
 
 
-_records = builder_utils.read_split
+_records = builders.read_split
 
 
 def _faces_of(filename: str) -> list[str]:
@@ -47,7 +48,7 @@ def _faces_of(filename: str) -> list[str]:
 
 
 def _original_points(stem: str) -> np.ndarray:
-  return builder_utils.parse_pts(os.path.join(DUMMY, stem + ".pts")) - 1.0
+  return builders.parse_pts(os.path.join(DUMMY, stem + ".pts")) - 1.0
 
 
 def _match_face(record, points_original) -> str:
@@ -117,7 +118,7 @@ def test_skip_report_names_the_malformed_files(built):
 
 def test_rgb_conversion_and_resize(tmp_path):
   # PNG crops (lossless) capped at 48 px: exact pixels and the resized mapping.
-  config = builder_utils.FaceBuilderConfig(name="png48", image_format="png", max_size=48)
+  config = builders.FaceBuilderConfig(name="png48", image_format="png", max_size=48)
   builder, _ = _build(tmp_path, config)
   by_name = {}
   for split in SPLIT_SIZES:
@@ -164,7 +165,7 @@ def test_pose_overrides(tmp_path):
       "afw/100_2.pts,1,2,3\n"  # the .pts path wins over the shared image name.
       "afw/100.jpg,4,5,6\n"
       "lfpw/testset/u1.png,-7.5,8,9\n")
-  config = builder_utils.FaceBuilderConfig(
+  config = builders.FaceBuilderConfig(
       name="override_test", pose_source="override", pose_overrides_csv=str(csv_path))
   builder, reports = _build(tmp_path / "data", config)
   poses = {}
@@ -181,13 +182,13 @@ def test_pose_overrides(tmp_path):
 
 def test_override_config_without_csv(tmp_path):
   with pytest.raises(FileNotFoundError, match="pose_overrides.csv"):
-    _build(tmp_path, builder_utils.DEFAULT_CONFIGS[1])
+    _build(tmp_path, builders.DEFAULT_CONFIGS[1])
 
 
 def test_malformed_override_csv(tmp_path):
   csv_path = tmp_path / "bad.csv"
   csv_path.write_text("afw/100.jpg,1,2\n")
-  config = builder_utils.FaceBuilderConfig(
+  config = builders.FaceBuilderConfig(
       name="override_test", pose_source="override", pose_overrides_csv=str(csv_path))
   with pytest.raises(ValueError, match=f"{csv_path}, line 1"):
     _build(tmp_path / "data", config)

@@ -1,4 +1,4 @@
-"""Synthetic faces (68 landmarks, head pose), rendered by `asmnet_jax.synthetic_faces`.
+"""Synthetic faces (68 landmarks, head pose), rendered by `asmnet_jax.synthetic.faces`.
 
 Nothing to download: every example is rendered from its seed while building. See
 README.md in this folder.
@@ -16,7 +16,8 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from asmnet_jax import face_features, synthetic_faces
+from asmnet_jax.data import features as face_features
+from asmnet_jax.synthetic import faces as synthetic_faces
 
 NUM_LANDMARKS = synthetic_faces.NUM_LANDMARKS
 # Seeds of split s are SEED_BASE[s] + index: disjoint for up to 2**30 faces a split.
@@ -53,6 +54,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   """Synthetic faces: `train`, `validation` and `test`, with disjoint seeds."""
 
   VERSION = tfds.core.Version("1.1.0")
+  TEST_SPLITS = ("test",)  # What eval.py reports.
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
       "1.1.0": "A `validation` split (seeds 2**31 + i); train and test unchanged.",
@@ -73,11 +75,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description=(
-            "Procedurally rendered faces (asmnet_jax.synthetic_faces): random identity, "
+            "Procedurally rendered faces (asmnet_jax.synthetic.faces): random identity, "
             "expression, head pose (yaw +-60, pitch +-30, roll +-30 degrees), lighting, hair, "
             "background clutter, occluders, blur, noise and JPEG artefacts, with the exact "
             "68 landmarks (iBUG 300-W order, 0-based pixels) and pose (yaw, pitch, roll in "
-            "degrees, asmnet_jax.rotation conventions). The whole render is the crop."),
+            "degrees, asmnet_jax.core.rotation conventions). The whole render is the crop."),
         features=face_features.face_features(NUM_LANDMARKS, image_format="jpeg"),
         homepage="https://github.com/",
     )

@@ -11,7 +11,9 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import tensorflow_datasets as tfds
 
-from asmnet_jax import builder_utils, face_crop, face_features
+from asmnet_jax.data import builders
+from asmnet_jax.data.images import ImageLoadError, load_rgb_image
+from asmnet_jax.data import features as face_features
 
 NUM_LANDMARKS = 98
 ANNOTATION_DIR = "WFLW_annotations/list_98pt_rect_attr_train_test"
@@ -37,7 +39,7 @@ WFLW_images.tar.gz and WFLW_annotations.tar.gz, and extract both into one folder
   <manual_dir>/WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_test.txt
 
 Then build with
-  python -m asmnet_jax.build_dataset wflw --manual_dir <manual_dir>   (repository root)
+  python -m asmnet_jax.data.build wflw --manual_dir <manual_dir>   (repository root)
 Optional: <manual_dir>/pose_overrides.csv (filename,yaw,pitch,roll) with --config override.
 """
 
@@ -53,22 +55,22 @@ def parse_line(text: str, line: int) -> Annotation:
   """One annotation line -> `Annotation`; MalformedSample if it is not one."""
   tokens = text.split()
   if len(tokens) <= _NUM_NUMBERS:
-    raise builder_utils.MalformedSample(
+    raise builders.MalformedSample(
         f"expected {_NUM_NUMBERS} numbers and a path, got {len(tokens)} fields")
   try:
     numbers = np.array([float(t) for t in tokens[:_NUM_NUMBERS]])
   except ValueError:
-    raise builder_utils.MalformedSample(
+    raise builders.MalformedSample(
         f"expected {_NUM_NUMBERS} numbers before the path, found a non-number") from None
   try:
     float(tokens[_NUM_NUMBERS])
   except ValueError:
     pass
   else:  # a number where the path should be: too many points.
-    raise builder_utils.MalformedSample(f"more than {_NUM_NUMBERS} numbers before the path")
+    raise builders.MalformedSample(f"more than {_NUM_NUMBERS} numbers before the path")
   flags = numbers[-len(ATTRIBUTES):]
   if not np.isin(flags, (0, 1)).all():
-    raise builder_utils.MalformedSample(f"attribute flags must be 0 or 1, got {flags}")
+    raise builders.MalformedSample(f"attribute flags must be 0 or 1, got {flags}")
   return Annotation(
       line=line,
       landmarks=numbers[:2 * NUM_LANDMARKS].reshape(NUM_LANDMARKS, 2),
@@ -81,8 +83,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   """WFLW: train, test, and the test subsets largepose ... blur."""
 
   VERSION = tfds.core.Version("1.0.0")
+  # The splits eval.py reports (METHOD.md, section 6).
+  TEST_SPLITS = ("test", "largepose", "expression", "illumination", "makeup", "occlusion",
+                 "blur")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
-  BUILDER_CONFIGS = builder_utils.DEFAULT_CONFIGS
+  BUILDER_CONFIGS = builders.DEFAULT_CONFIGS
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
   def __init__(self, *, file_format=None, **kwargs):
@@ -110,9 +115,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = dl_manager.manual_dir  # TFDS raises with the instructions if absent/empty.
-    builder_utils.require_layout(
+    builders.require_layout(
         manual_dir, [*LIST_FILES.values(), IMAGE_DIR], _INSTRUCTIONS)
-    builder_utils.PoseLabeler.from_config(self.builder_config, manual_dir)  # fail early.
+    builders.PoseLabeler.from_config(self.builder_config, manual_dir)  # fail early.
     manual_dir = os.fspath(manual_dir)
     splits = {name: self._generate_examples(manual_dir, name, name, None)
               for name in LIST_FILES}
@@ -128,9 +133,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     Keys are the 1-based line numbers: unique even when an image holds several faces.
     """
     config = self.builder_config
-    report = builder_utils.SkipReport(self.name, split)
-    labeler = builder_utils.PoseLabeler.from_config(config, manual_dir)
-    load = functools.lru_cache(maxsize=8)(face_crop.load_rgb_image)  # faces of one image.
+    report = builders.SkipReport(self.name, split)
+    labeler = builders.PoseLabeler.from_config(config, manual_dir)
+    load = functools.lru_cache(maxsize=8)(load_rgb_image)  # faces of one image.
     list_file = LIST_FILES[list_split]
     with open(os.path.join(manual_dir, list_file), encoding="utf-8") as f:
       lines = f.read().splitlines()
@@ -140,19 +145,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       where = f"{os.path.basename(list_file)}:{line_no}"
       try:
         ann = parse_line(text, line_no)
-      except builder_utils.MalformedSample as e:
+      except builders.MalformedSample as e:
         report.skip(where, str(e))
         continue
       if attribute is not None and not ann.attributes[attribute]:
         continue
       filename = f"{IMAGE_DIR}/{ann.image}"
       try:
-        points = builder_utils.check_landmarks(ann.landmarks, NUM_LANDMARKS)
+        points = builders.check_landmarks(ann.landmarks, NUM_LANDMARKS)
         image = load(os.path.join(manual_dir, IMAGE_DIR, ann.image))
         angles = labeler([f"{filename}#{line_no}", filename], points)
-        example = builder_utils.make_example(
+        example = builders.make_example(
             image, points, filename, angles, config, {"attributes": ann.attributes})
-      except (builder_utils.MalformedSample, face_crop.ImageLoadError) as e:
+      except (builders.MalformedSample, ImageLoadError) as e:
         report.skip(f"{where} ({filename})", str(e).replace(manual_dir + os.sep, ""))
         continue
       yield line_no, example

@@ -10,8 +10,10 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from asmnet_jax import build_dataset, builder_utils, face_crop
-from datasets.wflw import wflw_dataset_builder as wflw
+from asmnet_jax.data import build
+from asmnet_jax.data import builders
+from asmnet_jax.data import crops
+from asmnet_jax_datasets.wflw import wflw_dataset_builder as wflw
 
 DUMMY = os.path.join(os.path.dirname(__file__), "dummy_data")
 SPLIT_SIZES = {"train": 3, "test": 3, "largepose": 1, "expression": 1, "illumination": 1,
@@ -53,15 +55,15 @@ def _annotations(split: str) -> list[tuple[np.ndarray, np.ndarray, str]]:
 
 def _build(data_dir, config=None, manual_dir=DUMMY):
   builder = wflw.Builder(data_dir=str(data_dir), config=config)
-  return builder, builder_utils.prepare_reporting_skips(builder, manual_dir)
+  return builder, builders.prepare_reporting_skips(builder, manual_dir)
 
 
-_records = builder_utils.read_split
+_records = builders.read_split
 
 
 def _match(record, split_list="test"):
   """Index of the face (FIXTURE.FACES order within its list) matching the record."""
-  original = face_crop.crop_to_original(
+  original = crops.crop_to_original(
       record["landmarks"], record["crop_box"], record["image"].shape[0])
   for k, (points, flags, image) in enumerate(_annotations(split_list)):
     if np.isfinite(points).all() and np.allclose(points, original, atol=1e-3):
@@ -118,7 +120,7 @@ def test_pose_is_the_fixture_pose(built):
 
 
 def test_rgb_conversion(tmp_path):
-  config = builder_utils.FaceBuilderConfig(name="png", image_format="png")
+  config = builders.FaceBuilderConfig(name="png", image_format="png")
   builder, _ = _build(tmp_path, config)
   records = _records(builder, "train") + _records(builder, "test")
   for name, mode in [("1--Handshaking/1_Handshaking_Handshaking_1_94.jpg", "L"),
@@ -126,7 +128,7 @@ def test_rgb_conversion(tmp_path):
     (r,) = [r for r in records if r["filename"].decode() == f"WFLW_images/{name}"]
     source = Image.open(os.path.join(DUMMY, "WFLW_images", name))
     assert source.mode == mode
-    expected = face_crop.cut_padded(np.asarray(source.convert("RGB")), r["crop_box"])
+    expected = crops.cut_padded(np.asarray(source.convert("RGB")), r["crop_box"])
     np.testing.assert_array_equal(r["image"], expected)
 
 
@@ -149,11 +151,11 @@ def test_parse_line_errors():
   ann = wflw.parse_line(good, 7)
   assert ann.line == 7 and ann.image == "0--Parade/a.jpg" and ann.landmarks.shape == (98, 2)
   np.testing.assert_array_equal(ann.attributes, [0, 1, 0, 0, 0, 1])
-  with pytest.raises(builder_utils.MalformedSample, match="non-number"):
+  with pytest.raises(builders.MalformedSample, match="non-number"):
     wflw.parse_line(good.replace("1.5", "x", 1), 1)
-  with pytest.raises(builder_utils.MalformedSample, match="more than 206"):
+  with pytest.raises(builders.MalformedSample, match="more than 206"):
     wflw.parse_line("2.0 " + good, 1)
-  with pytest.raises(builder_utils.MalformedSample, match="0 or 1"):
+  with pytest.raises(builders.MalformedSample, match="0 or 1"):
     wflw.parse_line(good.replace(" 0 1 0 0 0 1 ", " 0 2 0 0 0 1 "), 1)
 
 
@@ -175,8 +177,8 @@ def test_cli_with_pose_overrides(tmp_path, capsys):
   name = "WFLW_images/0--Parade/0_Parade_marchingband_1_116.jpg"
   csv_path = tmp_path / "hopenet labels.csv"
   csv_path.write_text(f"{name}#2,1,2,3\n{name},4,5,6\n")
-  with pytest.warns(builder_utils.SkippedSamplesWarning):
-    rc = build_dataset.main(["wflw", "--manual_dir", DUMMY, "--data_dir", str(tmp_path / "d"),
+  with pytest.warns(builders.SkippedSamplesWarning):
+    rc = build.main(["wflw", "--manual_dir", DUMMY, "--data_dir", str(tmp_path / "d"),
                              "--config", "override", "--pose_overrides", str(csv_path)])
   assert rc == 0
   out = capsys.readouterr().out
@@ -189,6 +191,6 @@ def test_cli_with_pose_overrides(tmp_path, capsys):
 
 
 def test_cli_errors(tmp_path, capsys):
-  assert build_dataset.main(["wflw", "--manual_dir", str(tmp_path / "none"),
+  assert build.main(["wflw", "--manual_dir", str(tmp_path / "none"),
                              "--data_dir", str(tmp_path / "d")]) == 2
   assert "wywu.github.io" in capsys.readouterr().err

@@ -22,7 +22,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from asmnet_jax import rotation
+from asmnet_jax.core import rotation
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

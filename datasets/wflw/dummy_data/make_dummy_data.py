@@ -4,7 +4,7 @@
 
 Faces are the 3D mean face at a known pose (FACES below), projected with a
 weak-perspective camera; the 68 points map to their WFLW indices
-(`asmnet_jax.pose.WFLW_TO_300W`) and the other 30 are interpolated. Lines follow the
+(`asmnet_jax.core.pose.WFLW_TO_300W`) and the other 30 are interpolated. Lines follow the
 published format: 196 coordinates, the 4-number box, 6 flags (pose, expression,
 illumination, make-up, occlusion, blur), the image path relative to WFLW_images/.
 
@@ -21,7 +21,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from asmnet_jax import pose, rotation
+from asmnet_jax.core import pose
+from asmnet_jax.core import rotation
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIST_DIR = os.path.join(HERE, "WFLW_annotations", "list_98pt_rect_attr_train_test")

@@ -1,0 +1,121 @@
+"""ASMNet's losses (METHOD.md, section 3) as pure, jittable JAX functions.
+
+Landmarks are (batch, n, 2) in any consistent units (the training loop uses
+normalised crop coordinates); poses are (batch, 3) yaw, pitch, roll in whatever
+units the caller trains in. Every loss is computed in float32 at least and
+returns a scalar.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from asmnet_jax.core import asm
+
+# Task weights of Eq. 12.
+FACIAL_WEIGHT = 1.0
+POSE_WEIGHT = 0.5
+# α of Eq. 10 in the first, second and last third of the epochs.
+ALPHA_STAGES = (2.0, 1.0, 0.5)
+
+
+def _f32(x: jnp.ndarray) -> jnp.ndarray:
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def landmark_loss(pred: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
+  """Eq. 7: mean over images and points of the squared Euclidean distance.
+
+  Args:
+    pred, target: (batch, n, 2).
+  """
+  if pred.shape != target.shape:
+    raise ValueError(f"pred {pred.shape} and target {target.shape} differ in shape")
+  return jnp.mean(jnp.sum(jnp.square(_f32(pred) - _f32(target)), axis=-1))
+
+
+def asm_loss(pred: jnp.ndarray, gt: jnp.ndarray, shape_model: asm.ShapeModel) -> jnp.ndarray:
+  """Eq. 8: distance to the ASM-smoothed ground truth (a constant target).
+
+  Args:
+    pred, gt: (batch, n, 2).
+    shape_model: the ASM fitted on the training shapes, in the same coordinates.
+  """
+  smoothed = jax.lax.stop_gradient(asm.project(shape_model, _f32(gt)))
+  return landmark_loss(pred, smoothed)
+
+
+def facial_loss(pred: jnp.ndarray, gt: jnp.ndarray, shape_model: asm.ShapeModel,
+                alpha: float | jnp.ndarray) -> jnp.ndarray:
+  """Eq. 9: L_mse + α · L_asm, with (batch, n, 2) inputs and a scalar α."""
+  return landmark_loss(pred, gt) + alpha * asm_loss(pred, gt, shape_model)
+
+
+def pose_loss(pred: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
+  """Eq. 11: mean over images of the mean squared error of the three angles.
+
+  Args:
+    pred, target: (batch, 3) yaw, pitch, roll.
+  """
+  if pred.shape != target.shape or pred.shape[-1] != 3:
+    raise ValueError(f"pred {pred.shape} and target {target.shape} must both be (batch, 3)")
+  return jnp.mean(jnp.square(_f32(pred) - _f32(target)))
+
+
+def total_loss(
+    pred_landmarks: jnp.ndarray,
+    pred_pose: jnp.ndarray,
+    gt_landmarks: jnp.ndarray,
+    gt_pose: jnp.ndarray,
+    shape_model: asm.ShapeModel | None = None,
+    alpha: float | jnp.ndarray = 0.0,
+    pose_weight: float = POSE_WEIGHT,
+) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+  """Eq. 12: 1 · L_facial + 0.5 · L_pose.
+
+  With `shape_model=None` the facial term is L_mse alone: the paper's "_nr"
+  variants trained without the ASM-assisted loss.
+
+  Args:
+    pred_landmarks, gt_landmarks: (batch, n, 2).
+    pred_pose, gt_pose: (batch, 3).
+    shape_model: the ASM, or None to turn the assistant term off.
+    alpha: the weight of the ASM term (see `alpha_schedule`).
+    pose_weight: the pose task weight (0.5 in the paper).
+
+  Returns:
+    The scalar loss and its terms: `loss`, `landmark_loss`, `asm_loss` (0 without
+    a shape model), `pose_loss`.
+  """
+  mse = landmark_loss(pred_landmarks, gt_landmarks)
+  if shape_model is None:
+    assistant = jnp.zeros((), mse.dtype)
+  else:
+    assistant = asm_loss(pred_landmarks, gt_landmarks, shape_model)
+  facial = mse + alpha * assistant
+  pose = pose_loss(pred_pose, gt_pose)
+  loss = FACIAL_WEIGHT * facial + pose_weight * pose
+  return loss, {"loss": loss, "landmark_loss": mse, "asm_loss": assistant, "pose_loss": pose}
+
+
+def alpha_schedule(steps_per_epoch: int, num_epochs: int) -> Callable[[jnp.ndarray], jnp.ndarray]:
+  """Eq. 10 as an optax-style schedule: step -> α.
+
+  Epoch i = step // steps_per_epoch of l = num_epochs gets α = 2 for i < l/3,
+  1 for l/3 <= i < 2l/3 and 0.5 afterwards (also past the last epoch).
+  """
+  if steps_per_epoch < 1 or num_epochs < 1:
+    raise ValueError(
+        f"steps_per_epoch and num_epochs must be >= 1, got {steps_per_epoch}, {num_epochs}")
+  first, second, last = ALPHA_STAGES
+
+  def schedule(step):
+    epoch = jnp.asarray(step) // steps_per_epoch
+    # i < l/3  <=>  3i < l, kept in integers so that no rounding decides a stage.
+    return jnp.where(3 * epoch < num_epochs, first,
+                     jnp.where(3 * epoch < 2 * num_epochs, second, last)).astype(jnp.float32)
+
+  return schedule

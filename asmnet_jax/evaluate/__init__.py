@@ -1,0 +1,1 @@
+"""Scoring a model: the data-parallel evaluator, work-directory reports and plots."""

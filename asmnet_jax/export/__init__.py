@@ -1,0 +1,1 @@
+"""Export of the BN-folded network to StableHLO and ONNX."""

@@ -1,0 +1,86 @@
+"""A trained network ready for inference: BatchNorm folded, with what its inputs and
+outputs mean, loaded from a work directory or a checkpoint step directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from asmnet_jax.nn import models
+from asmnet_jax.train import checkpoints
+from asmnet_jax.train import config as config_lib
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class InferenceModel:
+  """A BN-folded network and what its inputs and outputs mean.
+
+  `forward(variables, images)`: images float32 (B, S, S, 3) RGB in [0, 1], S =
+  image_size -> (landmarks float32 (B, n, 2) normalised crop coordinates
+  (x_norm = (x_px + 0.5) / S - 0.5, crop edges at -0.5 and +0.5), pose float32
+  (B, 3) yaw, pitch, roll in degrees).
+  """
+  module: nn.Module  # BN-folded (`models.fold_batch_norm`).
+  variables: dict[str, Any]  # {"params": ...} of the folded module.
+  image_size: int
+  num_landmarks: int
+  model_name: str = "asmnet"
+  pose_scale_deg: float = 90.0  # the network regresses pose / this.
+  eval_margin: float = 0.05  # per-side crop margin, fraction of the landmark box.
+  step: int | None = None  # the checkpoint's step, when loaded from one.
+  source: str = ""  # where the weights came from.
+
+  def forward(self, variables: dict[str, Any], images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    landmarks, pose = self.module.apply(variables, images)
+    return landmarks, pose * jnp.float32(self.pose_scale_deg)
+
+  def apply(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`forward` with this model's variables closed over (for tracing and export)."""
+    return self.forward(self.variables, images)
+
+  def with_depthwise_impl(self, impl: str) -> InferenceModel:
+    """The same network with another depthwise convolution ("shift", "lax", "auto")."""
+    return dataclasses.replace(self, module=self.module.clone(depthwise_impl=impl))
+
+
+def fold(model_name: str, params: Any, batch_stats: Any, **fields) -> InferenceModel:
+  num_landmarks = int(params["heads"]["landmarks"]["kernel"].shape[-1]) // 2
+  # float32 whatever the training compute dtype: inference here is on the host.
+  model = models.create_model(model_name, num_landmarks)
+  module, variables = models.fold_batch_norm(
+      model, {"params": params, "batch_stats": batch_stats})
+  return InferenceModel(module, variables, num_landmarks=num_landmarks,
+                        model_name=model_name, **fields)
+
+
+def load_checkpoint(path: str, config: ml_collections.ConfigDict | str | None = None
+                    ) -> InferenceModel:
+  """The folded network of a checkpoint step directory (DIR/best/<step> etc.).
+
+  config: the run's config (a ConfigDict, or a work directory holding config.json);
+  default the work directory two levels above `path`.
+  """
+  path = checkpoints.normalize_step_dir(path)
+  if config is None:
+    config = os.path.dirname(os.path.dirname(path))
+  if isinstance(config, str):
+    config = config_lib.load_config(config)
+  tree = checkpoints.restore_tree(path)
+  return fold(config.model, tree["params"], tree["batch_stats"],
+              image_size=int(config.image_size),
+              pose_scale_deg=float(config.pose_scale_deg),
+              eval_margin=float(config.input.eval_margin),
+              step=int(os.path.basename(path)), source=path)
+
+
+def load_workdir(workdir: str, checkpoint: str = "best") -> InferenceModel:
+  """The folded network of a train.py work directory's best or latest checkpoint."""
+  config = config_lib.load_config(workdir)  # a clear error for a wrong directory.
+  return load_checkpoint(checkpoints.step_dir(workdir, checkpoint), config)

@@ -1,0 +1,235 @@
+"""Landmarks and head pose of the faces in any image, from a trained work directory.
+
+    predictor = Predictor.from_workdir("workdirs/synthetic")     # the best checkpoint
+    faces = predictor(["a.jpg", pil_image, array])               # one list per image
+    faces[0][0].landmarks   # float32 (n, 2), pixels of the (EXIF-upright) image
+    faces[0][0].pose        # float32 (3,), yaw, pitch, roll in degrees
+    faces = predictor("a.jpg", boxes=[[x0, y0, x1, y1]])          # given face boxes
+
+Coordinates are 0-based pixel-centre coordinates of the image as displayed (EXIF
+orientation applied), x right, y down; pose angles follow `asmnet_jax.core.rotation`.
+
+The network was trained on crops of the landmark bounding box plus `eval_margin`
+per side, resized to S x S without keeping the aspect ratio (`asmnet_jax.data.augment`).
+A face box from a detector is not that box, so each face takes two passes:
+  1. the face box is mapped to an estimated landmark box
+     (`detection.DetectorBoxMapping`; skipped for `landmark_boxes=True`),
+     cropped with the eval margin, and the network run on it;
+  2. the crop is redone around the bounding box of the landmarks pass 1 predicted,
+     with the same margin, i.e. exactly the evaluation crop, and the network run
+     again. Its landmarks and pose are returned.
+`refine_passes` is the number of such re-crops (default 1; 0 returns pass 1).
+
+The network runs BN-folded (`models.fold_batch_norm`) and jitted, with all the faces
+of a call in one batch padded up to one of `batch_sizes`, so a handful of shapes
+is compiled once each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Sequence
+
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from asmnet_jax.core import geometry
+from asmnet_jax.data import augment
+from asmnet_jax.data.images import ImageInput, load_image
+from asmnet_jax.inference import detection
+from asmnet_jax.inference.model import InferenceModel, load_checkpoint, load_workdir
+from asmnet_jax.runtime import compile_options
+
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+# A re-crop box may grow or shrink by at most this factor per pass, and its centre
+# stays inside the previous crop: a guard against a diverging prediction (a sane one
+# never comes near it).
+MAX_BOX_CHANGE = 2.0
+
+
+def _is_single_image(images: Any) -> bool:
+  if isinstance(images, np.ndarray):
+    return images.ndim in (2, 3)
+  return isinstance(images, (str, os.PathLike, Image.Image)) or hasattr(images, "__array__")
+
+
+def _guarded_box(previous: np.ndarray, landmarks: np.ndarray, margin: float) -> np.ndarray:
+  """The landmarks' box, kept within MAX_BOX_CHANGE of `previous` (a landmark box)."""
+  if not np.all(np.isfinite(landmarks)):
+    return previous
+  box = geometry.landmark_box(landmarks)
+  prev_size = np.maximum(previous[2:] - previous[:2], 1.0)
+  size = np.clip(box[2:] - box[:2], prev_size / MAX_BOX_CHANGE, prev_size * MAX_BOX_CHANGE)
+  lo, hi = previous[:2] - margin * prev_size, previous[2:] + margin * prev_size
+  centre = np.clip(0.5 * (box[:2] + box[2:]), lo, hi)
+  return np.concatenate([centre - 0.5 * size, centre + 0.5 * size])
+
+
+# ----------------------------------------------------------------------------------
+# The predictor.
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+  """One face: landmarks and pose in the input image's coordinates (module doc).
+
+  landmarks: float32 (n, 2) pixel-centre x, y.
+  pose: float32 (3,) yaw, pitch, roll in degrees.
+  box: float32 (4,) x0 y0 x1 y1, the face box the search started from (the
+    detector's, or the one given).
+  score: the detector's confidence (Haar: its final-stage weight; 1.0 for a given box).
+  """
+  landmarks: np.ndarray
+  pose: np.ndarray
+  box: np.ndarray
+  score: float
+
+  def to_json(self) -> dict[str, Any]:
+    yaw, pitch, roll = (float(v) for v in self.pose)
+    return {"box": [float(v) for v in self.box], "score": float(self.score),
+            "pose_deg": {"yaw": yaw, "pitch": pitch, "roll": roll},
+            "landmarks": np.round(self.landmarks.astype(np.float64), 3).tolist()}
+
+
+class Predictor:
+  """Finds faces and predicts their landmarks and head pose (module doc).
+
+  Args:
+    model: the BN-folded network (`load_workdir`, `load_checkpoint`, `random_model`).
+    detector: a `detection.FaceDetector`; default an OpenCV Haar cascade,
+      built on first use (explicit boxes need no OpenCV).
+    box_mapping: detector box -> estimated landmark box.
+    refine_passes: re-crops around the predicted landmarks (>= 0).
+    batch_sizes: the padded batch sizes compiled, ascending; larger calls are
+      split into chunks of the largest.
+  """
+
+  def __init__(self, model: InferenceModel, *,
+               detector: detection.FaceDetector | None = None,
+               box_mapping: detection.DetectorBoxMapping = detection.DetectorBoxMapping(),
+               refine_passes: int = 1,
+               batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES):
+    if refine_passes < 0:
+      raise ValueError(f"refine_passes must be >= 0, got {refine_passes}")
+    if not batch_sizes or sorted(batch_sizes) != list(batch_sizes) or batch_sizes[0] < 1:
+      raise ValueError(f"batch_sizes must be positive and ascending, got {batch_sizes}")
+    self.model = model
+    self._detector = detector
+    self.box_mapping = box_mapping
+    self.refine_passes = refine_passes
+    self.batch_sizes = tuple(int(b) for b in batch_sizes)
+    self._forward = compile_options.jit_inference(model.forward)
+
+  @classmethod
+  def from_workdir(cls, workdir: str, checkpoint: str = "best", **kwargs) -> Predictor:
+    """From a train.py work directory ("best" or "latest" checkpoint)."""
+    return cls(load_workdir(workdir, checkpoint), **kwargs)
+
+  @classmethod
+  def from_checkpoint(cls, path: str, config: ml_collections.ConfigDict | str | None = None,
+                      **kwargs) -> Predictor:
+    """From a checkpoint step directory such as DIR/checkpoints/1500 (`load_checkpoint`)."""
+    return cls(load_checkpoint(path, config), **kwargs)
+
+  @property
+  def detector(self) -> detection.FaceDetector:
+    if self._detector is None:
+      self._detector = detection.HaarFaceDetector()
+    return self._detector
+
+  @property
+  def image_size(self) -> int:
+    return self.model.image_size
+
+  def __call__(self, images: ImageInput | Sequence[ImageInput], boxes: Any = None, *,
+               landmark_boxes: bool = False) -> list[list[Face]]:
+    """Faces in each image: a list (one entry per image) of lists of `Face`.
+
+    Args:
+      images: one image or a sequence of them (paths, PIL images, arrays of any
+        size; see `load_image`). A single image still gives a list of one list.
+      boxes: None (detect faces), or per image: None (detect) or face boxes (k, 4)
+        x0 y0 x1 y1 in pixel-centre coordinates of the upright image. For a single
+        image, its boxes directly.
+      landmark_boxes: the given boxes are landmark bounding boxes (skip the
+        detector-box mapping).
+    Returns:
+      Per image, its faces in the order of the boxes (detections: best first); an
+      image without faces gives an empty list.
+    """
+    single = _is_single_image(images)
+    image_list = [images] if single else list(images)
+    if boxes is None:
+      box_list = [None] * len(image_list)
+    elif single:
+      box_list = [boxes]
+    else:
+      box_list = list(boxes)
+      if len(box_list) != len(image_list):
+        raise ValueError(f"{len(box_list)} box lists for {len(image_list)} images")
+    arrays = [load_image(image) for image in image_list]
+
+    owners, face_boxes, scores, estimates = [], [], [], []
+    for index, (array, given) in enumerate(zip(arrays, box_list)):
+      if given is None:
+        found = self.detector(array)
+        found_boxes, found_scores = np.asarray(found.boxes, np.float64), found.scores
+        estimate = self.box_mapping(found_boxes)
+      else:
+        found_boxes = np.asarray(given, np.float64).reshape(-1, 4)
+        found_scores = np.ones(len(found_boxes))
+        estimate = found_boxes if landmark_boxes else self.box_mapping(found_boxes)
+      owners += [index] * len(found_boxes)
+      face_boxes += list(found_boxes)
+      scores += [float(s) for s in found_scores]
+      estimates += list(estimate)
+
+    results: list[list[Face]] = [[] for _ in arrays]
+    if not owners:
+      return results
+    landmark_box = np.stack(estimates)
+    landmarks, pose = self._predict_boxes(arrays, owners, landmark_box)
+    for _ in range(self.refine_passes):
+      landmark_box = np.stack([_guarded_box(b, l, self.model.eval_margin)
+                               for b, l in zip(landmark_box, landmarks)])
+      landmarks, pose = self._predict_boxes(arrays, owners, landmark_box)
+    for k, owner in enumerate(owners):
+      results[owner].append(Face(landmarks[k].astype(np.float32), pose[k].astype(np.float32),
+                                 np.asarray(face_boxes[k], np.float32), scores[k]))
+    return results
+
+  def _predict_boxes(self, arrays: Sequence[np.ndarray], owners: Sequence[int],
+                     landmark_box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Crops every (image, landmark box) pair, runs them as one batch.
+
+    Returns landmarks float64 (K, n, 2) in image pixels and pose (K, 3) degrees.
+    """
+    s = self.image_size
+    transforms = np.stack([geometry.eval_crop_to_image(box, s, self.model.eval_margin)
+                           for box in landmark_box])
+    crops = np.stack([augment.to_float_image(augment.warp_image(arrays[i], t, s))
+                      for i, t in zip(owners, transforms)])
+    landmarks_norm, pose = self._predict_crops(crops, transforms)
+    return geometry.crop_to_image_points(landmarks_norm, transforms, s), np.asarray(pose, np.float64)
+
+  def _predict_crops(self, crops: np.ndarray, crop_to_image: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The network on crops float32 (K, S, S, 3) -> (landmarks_norm (K, n, 2), pose (K, 3)).
+
+    `crop_to_image` (K, 2, 3) is unused here; it lets a test substitute an oracle
+    that knows where each crop came from.
+    """
+    del crop_to_image
+    out_landmarks, out_pose = [], []
+    largest = self.batch_sizes[-1]
+    for start in range(0, len(crops), largest):
+      chunk = crops[start:start + largest]
+      size = next(b for b in self.batch_sizes if b >= len(chunk))
+      padded = np.zeros((size,) + chunk.shape[1:], np.float32)
+      padded[:len(chunk)] = chunk
+      landmarks, pose = self._forward(self.model.variables, padded)
+      out_landmarks.append(np.asarray(landmarks)[:len(chunk)])
+      out_pose.append(np.asarray(pose)[:len(chunk)])
+    return np.concatenate(out_landmarks), np.concatenate(out_pose)

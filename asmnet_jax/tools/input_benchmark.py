@@ -1,0 +1,131 @@
+"""Input-pipeline throughput: `python -m asmnet_jax.tools.input_benchmark [flags]`.
+
+Prints one JSON line per pipeline (train, eval) with images/s. The default source
+is in memory: random smooth 256 x 256 "face-like" images (a bright ellipse on a
+textured background) with a 68-point ring of landmarks, already decoded, so the
+figure measures cropping, warping, augmentation and batching only. With
+`--builder_dir` (a prepared TFDS dataset version folder) or `--dataset` and
+`--data_dir` it reads a TFDS `as_data_source` split instead, which adds the
+per-record PNG/JPEG decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from asmnet_jax.data import pipeline as input_pipeline
+from asmnet_jax.runtime import machine
+
+
+def synthetic_source(count: int = 64, size: int = 256, num_points: int = 68,
+                     seed: int = 0) -> list[dict[str, Any]]:
+  """`count` in-memory records, uint8 (size, size, 3) images, (num_points, 2) landmarks."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:size, 0:size] / size
+  t = np.linspace(0.0, 2.0 * np.pi, num_points, endpoint=False)
+  records = []
+  for i in range(count):
+    coarse = rng.uniform(0, 255, (8, 8, 3)).astype(np.uint8)
+    background = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC),
+                            np.float64)
+    centre = rng.uniform(0.4, 0.6, size=2)
+    radius = rng.uniform(0.2, 0.3, size=2)
+    face = (((xx - centre[0]) / radius[0]) ** 2 + ((yy - centre[1]) / radius[1]) ** 2) < 1.0
+    image = np.where(face[..., None], np.array([220.0, 170.0, 140.0]), background)
+    image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+    points = size * (centre + 0.9 * radius * np.stack([np.cos(t), np.sin(t)], axis=1))
+    records.append({
+        "image": image,
+        "landmarks": points.astype(np.float32),
+        "crop_box": np.array([0, 0, size, size], np.float32),
+        "pose": rng.uniform(-20, 20, size=3).astype(np.float32),
+        "filename": f"synthetic_{i}.png",
+    })
+  return records
+
+
+class RepeatedSource:
+  """A read-only view repeating `records` up to `length` (records are not copied)."""
+
+  def __init__(self, records: Sequence[dict[str, Any]], length: int):
+    self.records = records
+    self.length = length
+
+  def __len__(self) -> int:
+    return self.length
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return self.records[index % len(self.records)]
+
+
+def _tfds_source(args: argparse.Namespace):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if args.builder_dir:
+    builder = tfds.builder_from_directory(args.builder_dir)
+  else:
+    builder = tfds.builder(args.dataset, data_dir=args.data_dir)
+  return builder.as_data_source(args.split)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--image_size", type=int, default=224)
+  parser.add_argument("--batch_size", type=int, default=50)
+  parser.add_argument("--num_batches", type=int, default=10)
+  parser.add_argument("--worker_count", type=int, default=0)
+  parser.add_argument("--num_threads", type=int, default=2, help="grain read threads")
+  parser.add_argument("--rotation_deg", type=float, default=0.0)
+  parser.add_argument("--scale_min", type=float, default=1.0)
+  parser.add_argument("--noise", type=float, default=0.0)
+  parser.add_argument("--salt_pepper", type=float, default=0.0)
+  parser.add_argument("--pipelines", default="train,eval")
+  parser.add_argument("--dataset", default=None, help="TFDS name (with --data_dir)")
+  parser.add_argument("--data_dir", default=None)
+  parser.add_argument("--builder_dir", default=None, help="a prepared TFDS version folder")
+  parser.add_argument("--split", default="train")
+  args = parser.parse_args(argv)
+
+  if args.dataset or args.builder_dir:
+    source, source_name = _tfds_source(args), args.builder_dir or args.dataset
+  else:
+    source = RepeatedSource(synthetic_source(), 100_000)
+    source_name = "synthetic-256"
+  config = input_pipeline.InputConfig(
+      image_size=args.image_size, rotation_deg=args.rotation_deg,
+      scale_range=(args.scale_min, 1.0), noise=args.noise, salt_pepper=args.salt_pepper,
+      worker_count=args.worker_count, num_threads=args.num_threads)
+  common = {"source": source_name, "image_size": args.image_size,
+            "batch_size": args.batch_size, "worker_count": args.worker_count,
+            "num_threads": args.num_threads, **machine.machine_record()}
+  for name in args.pipelines.split(","):
+    if name == "train":
+      iterator = input_pipeline.create_train_iterator(
+          source, batch_size=args.batch_size, config=config, seed=0, shard_index=0,
+          shard_count=1)
+      extra = {k: v for k, v in dataclasses.asdict(config).items()
+               if k in ("rotation_deg", "scale_range", "noise", "salt_pepper")}
+    elif name == "eval":
+      iterator = input_pipeline.create_eval_iterator(
+          source, batch_size=args.batch_size, config=config, shard_index=0, shard_count=1)
+      extra = {}
+    else:
+      raise ValueError(f"unknown pipeline {name!r}")
+    # Evaluation is one pass: do not ask for more batches than it has.
+    available = len(source) // args.batch_size - 1 if name == "eval" else args.num_batches
+    result = input_pipeline.measure(iterator, min(args.num_batches, max(available, 1)))
+    if hasattr(iterator, "close"):
+      iterator.close()
+    print(json.dumps({"pipeline": name, **common, **extra,
+                      "images_per_s": round(result["images_per_s"], 1),
+                      "images": result["images"], "seconds": round(result["seconds"], 3)}),
+          flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,165 @@
+"""The training config: its fields and defaults, their checks, and the copy a run
+stores in its work directory (config.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from asmnet_jax.data import pipeline
+from asmnet_jax.nn import models
+
+LOSSES = ("asm", "mse")
+LR_SCHEDULES = ("keras_decay", "cosine")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# ASMNet and MobileNetV2 halve the resolution five times.
+MIN_IMAGE_SIZE = 32
+CONFIG_FILE = "config.json"
+# Fields added after the first release, with the values that runs trained before
+# them used (their config.json lacks them).
+_ADDED_FIELDS = {"bn_momentum": models.BN_MOMENTUM, "dropout_rate": models.DROPOUT_RATE,
+                 "precise_bn_batches": 0}
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field a training config has, with its default (the paper's where it has one)."""
+  c = ml_collections.ConfigDict()
+  # Data: a TFDS name from datasets/, with its builder config where it has one.
+  c.dataset = "synthetic_faces"
+  c.data_dir = ml_collections.FieldReference(None, field_type=str)   # None: TFDS default.
+  c.manual_dir = ml_collections.FieldReference(None, field_type=str)  # 300W / WFLW downloads.
+  c.train_split = "train"
+  c.validation_split = "test"    # Picks the "best" checkpoint.
+  c.max_train_examples = ml_collections.FieldReference(None, field_type=int)  # None: all.
+
+  # Model and loss: the paper's four variants are {asmnet, mnv2} x {asm, mse}.
+  c.model = "asmnet"             # asmnet | mnv2
+  c.loss = "asm"                 # asm (ASM-assisted, Eq. 9) | mse (the "_nr" variants)
+  c.variance_kept = 0.9          # PCA variance of the ASM: 0.9 for 300W, 0.95 for WFLW.
+  c.pose_weight = 0.5            # Eq. 12.
+  c.pose_scale_deg = 90.0        # The network regresses pose / this, so both terms are O(1).
+  c.compute_dtype = "float32"    # bfloat16 on accelerators.
+  c.bn_momentum = 0.999          # Keras' MobileNetV2; short runs want less (see synthetic.py).
+  c.precise_bn_batches = 20      # Eval BN statistics from 20 training batches (0: EMA).
+  c.dropout_rate = 0.3           # On the pooled features, before the heads (the paper's).
+
+  # Optimiser: Adam with Keras-style decay lr / (1 + decay * step) (METHOD.md, section 5).
+  c.learning_rate = 1e-2
+  c.lr_schedule = "keras_decay"  # keras_decay | cosine
+  c.lr_decay = 1e-5
+  c.warmup_steps = 0
+  c.num_epochs = 150
+  c.batch_size = 50              # Global, across all devices and hosts.
+  c.image_size = 224
+  c.seed = 0
+
+  # Input pipeline (asmnet_jax.data.pipeline.InputConfig).
+  c.input = ml_collections.ConfigDict()
+  c.input.margin_range = (0.0, 0.1)
+  c.input.eval_margin = 0.05
+  c.input.rotation_deg = 0.0
+  c.input.scale_range = (1.0, 1.0)
+  c.input.worker_count = 0         # grain worker processes for the training stream.
+
+  # Book-keeping.
+  c.log_every_steps = 50
+  c.eval_every_steps = 1000      # Validation NME, for the best checkpoint.
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.eval_batch_size = 64
+  return c
+
+
+def paper_recipe(dataset: str, variance_kept: float,
+                 validation_split: str) -> ml_collections.ConfigDict:
+  """The authors' recipe (METHOD.md, section 5) on a real dataset: Adam 1e-2 with
+  Keras decay, batch 50, 150 epochs at 224 px, their offline augmentation, bfloat16.
+  """
+  c = base_config()
+  c.dataset = dataset
+  c.variance_kept = variance_kept
+  c.validation_split = validation_split
+  c.input.rotation_deg = 31.5  # ±0.55 rad.
+  c.input.scale_range = (0.8, 1.0)
+  c.compute_dtype = "bfloat16"
+  return c
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first bad field of a training config."""
+
+  def fail(field, message):
+    raise ValueError(f"config.{field}={config.get(field)!r}: {message}")
+
+  if config.model not in models.MODELS:
+    fail("model", f"must be one of {tuple(models.MODELS)}")
+  if config.loss not in LOSSES:
+    fail("loss", f"must be one of {LOSSES}")
+  if not 0.0 < config.variance_kept <= 1.0:
+    fail("variance_kept", "must be in (0, 1]")
+  if config.compute_dtype not in DTYPES:
+    fail("compute_dtype", f"must be one of {tuple(DTYPES)}")
+  for field in ("num_epochs", "batch_size", "eval_batch_size", "checkpoint_every_steps",
+                "eval_every_steps", "log_every_steps", "keep_checkpoints"):
+    value = config.get(field)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      fail(field, "must be a positive integer")
+  if config.image_size < MIN_IMAGE_SIZE or config.image_size % 2:
+    fail("image_size", f"must be an even number of pixels >= {MIN_IMAGE_SIZE}")
+  if not config.learning_rate > 0.0:
+    fail("learning_rate", "must be positive")
+  if config.lr_schedule not in LR_SCHEDULES:
+    fail("lr_schedule", f"must be one of {LR_SCHEDULES}")
+  if config.lr_decay < 0.0 or config.warmup_steps < 0:
+    fail("lr_decay", "lr_decay and warmup_steps must not be negative")
+  if config.max_train_examples is not None and config.max_train_examples < 1:
+    fail("max_train_examples", "must be None (all) or a positive integer")
+  if not 0.0 <= config.bn_momentum < 1.0:
+    fail("bn_momentum", "must be in [0, 1)")
+  if config.precise_bn_batches < 0:
+    fail("precise_bn_batches", "must be 0 (keep the running averages) or positive")
+  if not 0.0 <= config.dropout_rate < 1.0:
+    fail("dropout_rate", "must be in [0, 1)")
+  if not config.pose_scale_deg > 0.0:
+    fail("pose_scale_deg", "must be positive")
+  workers = config.input.worker_count
+  if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+    raise ValueError(f"config.input.worker_count={workers!r}: must be 0 (in-process) "
+                     "or a positive number of worker processes")
+  for field in ("batch_size", "eval_batch_size"):
+    if config.get(field) % jax.device_count():
+      fail(field, f"must be divisible by the {jax.device_count()} devices")
+
+
+def input_config(config: ml_collections.ConfigDict) -> pipeline.InputConfig:
+  return pipeline.InputConfig(
+      image_size=config.image_size,
+      margin_range=tuple(config.input.margin_range),
+      eval_margin=config.input.eval_margin,
+      rotation_deg=config.input.rotation_deg,
+      scale_range=tuple(config.input.scale_range),
+      worker_count=config.input.worker_count,
+      seed=config.seed)
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes `config` as DIR/config.json."""
+  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a training run stored in its work directory, with added-field defaults."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: is {workdir} a train.py work directory?")
+  with open(path) as f:
+    stored = json.load(f)
+  for field, value in _ADDED_FIELDS.items():
+    stored.setdefault(field, value)
+  return ml_collections.ConfigDict(stored)

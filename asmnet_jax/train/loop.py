@@ -1,0 +1,213 @@
+"""The training loop: data, the ASM fit, the step (`asmnet_jax.train.step`),
+validation, checkpoints and resumption, metrics and curves in the work directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import tqdm
+from jax.sharding import NamedSharding, PartitionSpec
+
+from asmnet_jax.core import asm
+from asmnet_jax.data import pipeline
+from asmnet_jax.data import registry
+from asmnet_jax.evaluate import evaluator as evaluator_lib
+from asmnet_jax.evaluate import plots
+from asmnet_jax.train import checkpoints
+from asmnet_jax.train import precise_bn
+from asmnet_jax.train import config as config_lib
+from asmnet_jax.train import state as state_lib
+from asmnet_jax.train.step import global_batch, make_mesh, make_train_step
+
+SHAPE_MODEL_FILE = "shape_model.npz"
+METRICS_FILE = "metrics.jsonl"
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def fit_or_load_shape_model(config, workdir: str, train_source) -> asm.ShapeModel:
+  """The ASM of the training shapes (normalised eval crops), cached in the workdir."""
+  path = os.path.join(workdir, SHAPE_MODEL_FILE)
+  if os.path.exists(path):
+    return asm.ShapeModel.load(path)
+  shapes = pipeline.eval_normalized_landmarks(train_source, config.input.eval_margin)
+  shape_model = asm.fit_shape_model(shapes, config.variance_kept)
+  logging.info("ASM: %d components keep %g%% of the variance of %d shapes",
+               shape_model.num_components, 100 * config.variance_kept, len(shapes))
+  if jax.process_index() == 0:
+    shape_model.save(path)
+  return shape_model
+
+
+class _Subset:
+  """The first `size` records of a data source (config.max_train_examples)."""
+
+  def __init__(self, source, size: int):
+    self._source, self._size = source, min(size, len(source))
+
+  def __len__(self) -> int:
+    return self._size
+
+  def __getitem__(self, index: int):
+    if not 0 <= index < self._size:
+      raise IndexError(index)
+    return self._source[index]
+
+  def __getattr__(self, name):
+    return getattr(self._source, name)
+
+
+def _append_metrics(path: str, record: dict[str, Any]) -> None:
+  with open(path, "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: str, last_step: int) -> None:
+  """Drops metrics logged after the checkpoint a resumed run restarts from."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    kept = [line for line in f if line.strip() and json.loads(line)["step"] <= last_step]
+  with open(path, "w") as f:
+    f.writelines(kept)
+
+
+def _to_float(tree) -> dict[str, float]:
+  return {k: float(v) for k, v in jax.device_get(tree).items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (resuming from the latest checkpoint in `workdir`) and validates.
+
+  Returns the final validation metrics.
+  """
+  config_lib.validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  if is_main:
+    config_lib.save_config(config, workdir)
+
+  builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
+  sources = registry.open_splits(builder, [config.train_split, config.validation_split])
+  train_source = sources[config.train_split]
+  if config.max_train_examples:
+    train_source = _Subset(train_source, config.max_train_examples)
+  num_landmarks = builder.info.features["landmarks"].shape[0]
+  shape_model = fit_or_load_shape_model(config, workdir, train_source)
+
+  mesh = make_mesh()
+  replicated = NamedSharding(mesh, PartitionSpec())
+  model = state_lib.create_model(config, num_landmarks)
+  rng = jax.random.key(config.seed)
+  init_rng, dropout_rng = jax.random.split(rng)
+  steps_per_epoch = pipeline.steps_per_epoch(len(train_source), config.batch_size)
+  num_steps = steps_per_epoch * config.num_epochs
+  state = jax.jit(functools.partial(state_lib.create_train_state, config, model,
+                                    num_steps=num_steps),
+                  out_shardings=replicated)(init_rng)
+
+  manager = checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints)
+  state = manager.restore_latest(state)
+  start_step = int(state.step)
+  if start_step:
+    logging.info("Resumed from step %d", start_step)
+  metrics_path = os.path.join(workdir, METRICS_FILE)
+  if is_main:
+    _truncate_metrics(metrics_path, start_step)
+
+  in_config = config_lib.input_config(config)
+  train_step = make_train_step(config, steps_per_epoch, mesh)
+  shape_model = jax.device_put(shape_model, replicated)
+  dropout_rng = jax.device_put(dropout_rng, replicated)
+  batches = pipeline.create_train_iterator(
+      train_source, batch_size=config.batch_size, config=in_config, seed=config.seed,
+      start_step=start_step)
+  evaluator = evaluator_lib.Evaluator(model, config, mesh)
+  moments_fn = precise_bn.make_batch_moments_fn(model, mesh)
+
+  def refresh_batch_stats(state):
+    """Precise BN statistics of the current weights (see `precise_bn`)."""
+    if not config.precise_bn_batches:
+      return state
+    # Its own stream (seed + 1), the same batches every time: the training stream and
+    # so resumption are untouched. In-process: a worker would cost more to start.
+    stream = pipeline.create_train_iterator(
+        train_source, batch_size=config.batch_size,
+        config=dataclasses.replace(in_config, worker_count=0), seed=config.seed + 1)
+    images = (global_batch(next(stream), mesh, keys=("image",))["image"]
+              for _ in range(config.precise_bn_batches))
+    stats = precise_bn.precise_batch_stats(
+        model, {"params": state.params, "batch_stats": state.batch_stats}, images,
+        moments_fn=moments_fn)
+    return state.replace(batch_stats=stats)
+
+  def validate(step):
+    results = evaluator.evaluate(state, sources[config.validation_split])
+    record = {"step": step, **{f"val_{k}": v for k, v in evaluator_lib.flatten(results).items()}}
+    if is_main:
+      _append_metrics(metrics_path, record)
+    return results
+
+  progress = tqdm.tqdm(total=num_steps, initial=start_step, disable=not is_main,
+                       desc=f"train {config.model}/{config.loss}", unit="step",
+                       dynamic_ncols=True)
+  try:
+    all_finite = jnp.array(True)
+    pending, window_start, window_steps = [], time.perf_counter(), 0
+    results = None
+    for step in range(start_step + 1, num_steps + 1):
+      batch = global_batch(next(batches), mesh)
+      state, step_metrics = train_step(state, batch, shape_model, dropout_rng)
+      all_finite &= step_metrics.pop("finite")
+      pending.append(step_metrics)
+      window_steps += 1
+      progress.update(1)
+
+      checkpoint_now = step % config.checkpoint_every_steps == 0 or step == num_steps
+      validate_now = step % config.eval_every_steps == 0 or step == num_steps
+      if step % config.log_every_steps == 0 or checkpoint_now or validate_now:
+        if not bool(all_finite):
+          raise NonFiniteLossError(
+              "the loss or the parameters became NaN or infinite between steps "
+              f"{step - window_steps} and {step}; the last good checkpoint in "
+              f"{manager.directory} is kept (try a lower config.learning_rate)")
+        mean = _to_float(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending))
+        elapsed = time.perf_counter() - window_start
+        mean["images_per_s"] = window_steps * config.batch_size / elapsed
+        mean["epoch"] = step / steps_per_epoch
+        progress.set_postfix(loss=f"{mean['loss']:.4g}", alpha=mean["alpha"],
+                             img_s=f"{mean['images_per_s']:.1f}")
+        if is_main:
+          _append_metrics(metrics_path, {"step": step, **mean})
+        pending, window_start, window_steps = [], time.perf_counter(), 0
+
+      if checkpoint_now or validate_now:
+        state = refresh_batch_stats(state)
+      if validate_now:
+        results = validate(step)
+        progress.write(f"step {step}: validation NME {100 * results['nme']:.2f}%, "
+                       f"pose MAE {results['pose_mae']['mean']:.2f} deg")
+      if checkpoint_now or validate_now:
+        manager.save(step, state, nme=results["nme"] if validate_now else None)
+        if is_main:
+          plots.training_curves(metrics_path, os.path.join(workdir, "training_curves.png"))
+        window_start = time.perf_counter()  # Do not count the pause in images/s.
+  finally:
+    batches.close()  # Ends a grain worker process (config.input.worker_count) now.
+    progress.close()
+  manager.wait()
+  if results is None:  # Resumed a finished run: validate the final state again.
+    results = validate(num_steps)
+  return results
