@@ -2,33 +2,50 @@
 
     python eval.py --workdir DIR [--split common --split challenging] [--checkpoint latest]
 
-Writes DIR/eval/results.json, results.md, ced.png and samples_<split>.png.
+Writes DIR/eval/results.json, results.md, ced.png and samples_<split>.png, and
+prints the results table. A DIR that is not a train.py work directory (or has no
+such checkpoint) stops with one line `error: ...` (exit status 2).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Sequence
 
-from absl import app, flags
+from absl import flags
 
+from asmnet_jax import cli
 from asmnet_jax.evaluate import report
-from asmnet_jax.runtime import allocator
 from asmnet_jax.runtime import distributed
-
-_WORKDIR = flags.DEFINE_string("workdir", None, "A train.py work directory.", required=True)
-_SPLITS = flags.DEFINE_multi_string("split", None, "Splits to evaluate (default: all test splits).")
-_CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"],
-                                "Which checkpoint to evaluate.")
+from asmnet_jax.train import checkpoints
+from asmnet_jax.train import config as config_lib
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def define_flags(fv: flags.FlagValues) -> None:
+  """eval.py's flags."""
+  flags.DEFINE_string("workdir", None, "A train.py work directory.", required=True,
+                      flag_values=fv)
+  flags.DEFINE_multi_string("split", None, "Splits to evaluate (default: all test splits).",
+                            flag_values=fv)
+  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to evaluate.",
+                    flag_values=fv)
+
+
+def _run(fv: flags.FlagValues) -> None:
   distributed.initialize_if_available()
-  results = report.evaluate_workdir(_WORKDIR.value, _SPLITS.value, _CHECKPOINT.value)
-  print(report.results_table(results, f"{_WORKDIR.value} ({_CHECKPOINT.value} checkpoint)"))
+  # The work directory's config and checkpoint first: a wrong --workdir is one line.
+  with cli.reported(FileNotFoundError):
+    config_lib.load_config(fv.workdir)
+    checkpoints.step_dir(fv.workdir, fv.checkpoint)
+  results = report.evaluate_workdir(fv.workdir, fv.split, fv.checkpoint)
+  print(report.results_table(results, f"{fv.workdir} ({fv.checkpoint} checkpoint)"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Evaluates per `argv` (default sys.argv[1:]); returns the exit status."""
+  # Faster XLA:CPU steps; see asmnet_jax/runtime/allocator.py.
+  return cli.run(define_flags, _run, argv, tuned_malloc=True)
 
 
 if __name__ == "__main__":
-  allocator.reexec_with_tuned_malloc(sys.argv)  # Faster XLA:CPU steps; see allocator.py.
-  app.run(main)
+  sys.exit(main())

@@ -9,26 +9,29 @@ pose axes: red x, green y, blue the facing direction) and OUT/predictions.json:
                "pose_deg": {"yaw": ., "pitch": ., "roll": .},
                "landmarks": [[x, y], ...]}]}, ...]
 An unreadable image gets {"image": path, "error": message, "faces": []}, and the
-exit status is 1 once the others are done. Coordinates are pixels of the image as
-displayed (EXIF orientation applied), 0-based with pixel centres on integers; faces
-come from an OpenCV Haar cascade (near-frontal faces) unless --landmark_boxes_json
-gives boxes. See `asmnet_jax.inference.predictor`.
+exit status is 1 once the others are done; a wrong --workdir or
+--landmark_boxes_json stops with one line `error: ...` (exit status 2).
+Coordinates are pixels of the image as displayed (EXIF orientation applied),
+0-based with pixel centres on integers; faces come from an OpenCV Haar cascade
+(near-frontal faces) unless --landmark_boxes_json gives boxes. See
+`asmnet_jax.inference.predictor`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
+from absl import flags
 
+from asmnet_jax import cli
 from asmnet_jax.data import images
 from asmnet_jax.evaluate import plots
 from asmnet_jax.inference import predictor as inference
@@ -69,27 +72,34 @@ def _drawing_names(paths: Sequence[str]) -> list[str]:
           for i, stem in enumerate(stems)]
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("images", nargs="+", help="image files")
-  parser.add_argument("--workdir", required=True, help="a train.py work directory")
-  parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
-  parser.add_argument("--out", default="predictions", help="output directory")
-  parser.add_argument("--landmark_boxes_json", default=None,
-                      help="JSON {image path: [[x0, y0, x1, y1], ...]} of landmark "
-                           "bounding boxes to use instead of detecting faces")
-  parser.add_argument("--refine_passes", type=int, default=1)
-  args = parser.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+  """predict.py's flags (the images are positional arguments)."""
+  flags.DEFINE_string("workdir", None, "A train.py work directory.", required=True,
+                      flag_values=fv)
+  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to use.",
+                    flag_values=fv)
+  flags.DEFINE_string("out", "predictions", "Output directory.", flag_values=fv)
+  flags.DEFINE_string("landmark_boxes_json", None,
+                      "JSON {image path: [[x0, y0, x1, y1], ...]} of landmark bounding "
+                      "boxes to use instead of detecting faces.", flag_values=fv)
+  flags.DEFINE_integer("refine_passes", 1, "Re-crops around the predicted landmarks.",
+                       lower_bound=0, flag_values=fv)
 
-  predictor = inference.Predictor.from_workdir(args.workdir, args.checkpoint,
-                                               refine_passes=args.refine_passes)
+
+def _run(fv: flags.FlagValues, paths: list[str]) -> int:
+  if not paths:
+    raise cli.UsageError("no images given (usage: predict.py --workdir DIR IMAGE ...)")
   given = None
-  if args.landmark_boxes_json:
-    with open(args.landmark_boxes_json) as f:
-      given = json.load(f)
-  os.makedirs(args.out, exist_ok=True)
+  if fv.landmark_boxes_json:
+    with cli.reported(FileNotFoundError, json.JSONDecodeError):
+      with open(fv.landmark_boxes_json) as f:
+        given = json.load(f)
+  with cli.reported(FileNotFoundError):  # not a work directory, no checkpoint yet.
+    predictor = inference.Predictor.from_workdir(fv.workdir, fv.checkpoint,
+                                                 refine_passes=fv.refine_passes)
+  os.makedirs(fv.out, exist_ok=True)
   report = []
-  for path, drawing in zip(args.images, _drawing_names(args.images)):
+  for path, drawing in zip(paths, _drawing_names(paths)):
     try:
       image = images.load_image(path)
     except images.ImageLoadError as e:  # report it and go on with the others.
@@ -100,14 +110,20 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
       faces, = predictor(image, boxes=given.get(path, []), landmark_boxes=True)
     else:
       faces, = predictor(image)
-    draw_faces(image, faces, os.path.join(args.out, drawing))
+    draw_faces(image, faces, os.path.join(fv.out, drawing))
     report.append({"image": path, "width": int(image.shape[1]), "height": int(image.shape[0]),
                    "drawing": drawing, "faces": [face.to_json() for face in faces]})
-    print(f"{path}: {len(faces)} face(s) -> {os.path.join(args.out, drawing)}", file=sys.stderr)
-  with open(os.path.join(args.out, "predictions.json"), "w") as f:
+    print(f"{path}: {len(faces)} face(s) -> {os.path.join(fv.out, drawing)}", file=sys.stderr)
+  with open(os.path.join(fv.out, "predictions.json"), "w") as f:
     f.write("[\n" + ",\n".join(json.dumps(entry) for entry in report) + "\n]\n")
-  return report
+  return cli.EXIT_FAILURE if any("error" in entry for entry in report) else cli.EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Predicts per `argv` (default sys.argv[1:]); returns the exit status (1 when an
+  image could not be read)."""
+  return cli.run(define_flags, _run, argv, positional="IMAGE [IMAGE ...]")
 
 
 if __name__ == "__main__":
-  sys.exit(1 if any("error" in entry for entry in main()) else 0)
+  sys.exit(main())

@@ -2,38 +2,56 @@
 
     python train.py --workdir DIR [--config configs/NAME.py] [--config.field=value ...]
 
-Running the same command again resumes from the latest checkpoint in DIR.
+The default config is the checkout's configs/synthetic.py, from any directory.
+Running the same command again resumes from the latest checkpoint in DIR. A bad
+config value, an unknown dataset or a dataset that cannot be built stops with one
+line `error: ...` (exit status 2; --verbose adds the traceback).
 """
 
 from __future__ import annotations
 
-import os
 import sys
+from typing import Sequence
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from asmnet_jax.runtime import allocator
+from asmnet_jax import cli
+from asmnet_jax.data import registry
 from asmnet_jax.runtime import distributed
+from asmnet_jax.train import config as config_lib
 from asmnet_jax.train import loop
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.",
-                               required=True)
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_HERE, "configs", "synthetic.py"), "Training configuration file.",
-    lock_config=True)
+
+def define_flags(fv: flags.FlagValues) -> None:
+  """train.py's flags: --workdir and --config (with --config.<field> overrides)."""
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.",
+                      required=True, flag_values=fv)
+  config_flags.DEFINE_config_file("config", cli.config_file("synthetic"),
+                                  "Training configuration file.", flag_values=fv,
+                                  lock_config=True)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def _run(fv: flags.FlagValues) -> None:
   distributed.initialize_if_available()
-  logging.info("Config:\n%s", _CONFIG.value)
-  results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  config = fv.config
+  with cli.reported(ValueError):  # validate_config names the bad field.
+    config_lib.validate_config(config)
+    registry.builder_class(config.dataset)  # an unknown dataset.
+  # Missing or mis-laid downloads (TFDS asserts on a missing manual directory): the
+  # message says what to do. Building now, not inside the loop, keeps its bugs apart.
+  with cli.reported(AssertionError, FileNotFoundError, ValueError):
+    registry.prepare(config.dataset, config.data_dir, config.manual_dir)
+  logging.info("Config:\n%s", config)
+  results = loop.train_and_evaluate(config, fv.workdir)
   logging.info("Final validation: %s", results)
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+  """Trains per `argv` (default sys.argv[1:]); returns the exit status."""
+  # Faster XLA:CPU steps; see asmnet_jax/runtime/allocator.py.
+  return cli.run(define_flags, _run, argv, tuned_malloc=True)
+
+
 if __name__ == "__main__":
-  allocator.reexec_with_tuned_malloc(sys.argv)  # Faster XLA:CPU steps; see allocator.py.
-  app.run(main)
+  sys.exit(main())

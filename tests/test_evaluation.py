@@ -13,27 +13,30 @@ from asmnet_jax.data import pipeline
 from asmnet_jax.data import registry
 from asmnet_jax.evaluate import evaluator as evaluation
 from asmnet_jax.train import config as config_lib
-from asmnet_jax.train import state as state_lib
 from asmnet_jax.train import step as step_lib
 from configs import synthetic
 
 
 @pytest.fixture(scope="module")
-def test_source(tmp_path_factory):
-  builder = registry.prepare("synthetic_faces/tiny", str(tmp_path_factory.mktemp("tfds")))
-  return builder.as_data_source("test")
+def test_source(tiny_data_dir):
+  return registry.get_builder("synthetic_faces/tiny", tiny_data_dir).as_data_source("test")
 
 
 def oracle_evaluator(source, outputs):
-  """An Evaluator whose network returns `outputs(batch)` for each eval batch in turn."""
+  """An Evaluator whose network function returns `outputs(batch)` for each eval
+  batch in turn (read in step with the evaluator's own pass)."""
   config = synthetic.get_config()
   config.image_size, config.eval_batch_size = 32, 8
-  evaluator = evaluation.Evaluator(state_lib.create_model(config, 68), config,
-                                   step_lib.make_mesh())
   batches = iter(list(pipeline.create_eval_iterator(
       source, batch_size=8, config=config_lib.input_config(config))))
-  evaluator._apply = lambda variables, images: outputs(next(batches))  # pylint: disable=protected-access
-  return evaluator
+
+  def apply_fn(variables, images):
+    batch = next(batches)
+    assert images.shape == batch["image"].shape
+    np.testing.assert_array_equal(np.asarray(images), batch["image"])
+    return outputs(batch)
+
+  return evaluation.Evaluator(None, config, step_lib.make_mesh(), apply_fn=apply_fn)
 
 
 def test_perfect_predictions_score_perfectly(test_source):
@@ -77,3 +80,14 @@ def test_config_of_an_older_run_gets_the_values_it_trained_with(tmp_path):
   config = config_lib.load_config(str(tmp_path))
   assert config.bn_momentum == 0.99  # Stored values win.
   assert config.dropout_rate == 0.3 and config.precise_bn_batches == 0
+
+
+def test_evaluator_needs_a_network():
+  with pytest.raises(ValueError, match="needs a model or an apply_fn"):
+    evaluation.Evaluator(None, synthetic.get_config(), step_lib.make_mesh())
+
+
+def test_flatten_joins_nested_keys():
+  results = {"nme": 0.25, "count": 16, "pose_mae": {"yaw": 1.5, "mean": 2.0}}
+  assert evaluation.flatten(results) == {"nme": 0.25, "count": 16, "pose_mae_yaw": 1.5,
+                                         "pose_mae_mean": 2.0}

@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asmnet_jax.export import convert
+from asmnet_jax import export
 from asmnet_jax import testing
+from asmnet_jax.export import __main__ as export_cli
 from asmnet_jax.inference import predictor
 from configs import synthetic
 
@@ -33,7 +34,9 @@ def exported(tmp_path_factory):
   workdir = testing.save_untrained_workdir(
       str(tmp_path_factory.mktemp("workdir")), config, seed=1, step=3)
   out = str(tmp_path_factory.mktemp("export"))
-  meta = convert.main(["--workdir", workdir, "--out", out, "--no_check"])
+  assert export_cli.main(["--workdir", workdir, "--out", out, "--no_check"]) == 0
+  with open(os.path.join(out, export.METADATA_FILE)) as f:
+    meta = json.load(f)
   model = predictor.load_workdir(workdir)
   images = np.random.default_rng(0).random((4, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.float32)
   landmarks, pose = (np.asarray(a) for a in jax.jit(model.apply)(images))
@@ -49,9 +52,9 @@ def _assert_close(model, got_landmarks, got_pose, want_landmarks, want_pose):
 
 def test_metadata(exported):
   out, meta, model, *_ = exported
-  with open(os.path.join(out, convert.METADATA_FILE)) as f:
-    written = json.load(f)
-  assert written == meta
+  # Both formats by default, for this backend, and nothing else in model.json.
+  assert meta == export.metadata(model, {"stablehlo": export.STABLEHLO_FILE,
+                                         "onnx": export.ONNX_FILE}, [jax.default_backend()])
   assert (meta["image_size"], meta["num_landmarks"], meta["step"]) == (IMAGE_SIZE, 68, 3)
   assert meta["input"]["shape"] == ["batch", IMAGE_SIZE, IMAGE_SIZE, 3]
   assert meta["outputs"]["landmarks"]["shape"] == ["batch", 68, 2]
@@ -120,7 +123,7 @@ def test_stablehlo_signature(exported):
 def test_multi_platform_stablehlo_lowers():
   """An export for CPU and CUDA (lowered here without a GPU)."""
   model = testing.random_model(image_size=32)
-  multi = convert.export_stablehlo(model, platforms=("cpu", "cuda"))
+  multi = export.export_stablehlo(model, platforms=("cpu", "cuda"))
   assert multi.platforms == ("cpu", "cuda")
 
 
@@ -139,7 +142,7 @@ def test_translator_on_other_primitives():
     return y, m, jnp.exp(-jnp.abs(c)) * jax.nn.sigmoid(c), jnp.sqrt(jax.lax.rsqrt(z + 1.0))
 
   spec = jax.ShapeDtypeStruct((jax.export.symbolic_shape("b")[0], 4, 5), jnp.float32)
-  proto = convert.jaxpr_to_onnx(fn, spec, "x", ("y", "m", "c", "r"))
+  proto = export.jaxpr_to_onnx(fn, spec, "x", ("y", "m", "c", "r"))
   session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
   for batch in (1, 3):
     x = rng.normal(size=(batch, 4, 5)).astype(np.float32)
@@ -151,15 +154,14 @@ def test_translator_names_an_unknown_primitive():
   pytest.importorskip("onnx")
   spec = jax.ShapeDtypeStruct((3, 4), jnp.float32)
   with pytest.raises(NotImplementedError, match="'sort'"):
-    convert.jaxpr_to_onnx(lambda x: (jnp.sort(x, axis=1),), spec, "x", ("y",))
+    export.jaxpr_to_onnx(lambda x: (jnp.sort(x, axis=1),), spec, "x", ("y",))
 
 
 @pytest.mark.slow
 def test_benchmark_prints_a_line_per_form(capsys):
   pytest.importorskip("onnxruntime")
   from asmnet_jax.tools import export_benchmark  # pylint: disable=g-import-not-at-top
-  results = export_benchmark.main(["--image_size", "32", "--runs", "2", "--warmup", "1"])
-  lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-  assert lines == results
+  assert export_benchmark.main(["--image_size", "32", "--runs", "2", "--warmup", "1"]) == 0
+  results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
   assert [r["form"] for r in results] == ["jax_jit", "jax_export", "onnxruntime"]
   assert all(r["ms_per_face"] > 0 and r["batch_size"] == 1 for r in results)

@@ -13,21 +13,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asmnet_jax.core import geometry
+from asmnet_jax import cli
 from asmnet_jax import testing
-from asmnet_jax.train import checkpoints
+from asmnet_jax.core import geometry
+from asmnet_jax.data import augment
 from asmnet_jax.data import images
 from asmnet_jax.inference import detection as face_detection
 from asmnet_jax.inference import predictor as inference
 from asmnet_jax.synthetic import faces as synthetic_faces
+from asmnet_jax.train import checkpoints
 from configs import synthetic
 
-IMAGE_SIZE = 64
+IMAGE_SIZE = 64  # of the oracle tests' crops.
+NETWORK_SIZE = 32  # of the real (untrained) network: the smallest, to compile fast.
 needs_opencv = pytest.mark.skipif(importlib.util.find_spec("cv2") is None,
                                   reason="face detection needs opencv-python-headless")
 
 
-def make_workdir(path, image_size: int = IMAGE_SIZE, seed: int = 0) -> str:
+def make_workdir(path, image_size: int = NETWORK_SIZE, seed: int = 0) -> str:
   """A train.py-style work directory with an untrained network (no training, no
   compile: `testing.save_untrained_workdir`)."""
   config = synthetic.get_config()
@@ -86,23 +89,34 @@ def _box(points: np.ndarray) -> np.ndarray:
 
 class LandmarkOracle:
   """Stands in for the network: for each crop, the true normalised landmarks of the
-  known face nearest to the crop's centre, computed from the crop transform, and
-  a pose that identifies that face."""
+  known face nearest to the crop's centre, and a pose that identifies that face.
+
+  Where each crop came from is read off a spy on `augment.warp_image`, the call that
+  resampled the crop's pixels: its crop -> image transform, per crop in order.
+  """
 
   def __init__(self, faces, image_size: int):
     self.faces = [np.asarray(f, np.float64) for f in faces]
     self.image_size = image_size
     self.calls = 0
+    self._warp = augment.warp_image
+    self._transforms = []  # of the crops warped since the last call.
 
   def pose(self, k: int) -> np.ndarray:
     return np.array([10.0 * k + 1, -5.0 * k, 2.5 * k], np.float32)
 
-  def __call__(self, crops, crop_to_image):
+  def warp_image(self, image, crop_to_image, image_size):
+    self._transforms.append(np.asarray(crop_to_image, np.float64))
+    return self._warp(image, crop_to_image, image_size)
+
+  def __call__(self, crops):
     s = self.image_size
     assert crops.shape[1:] == (s, s, 3) and crops.dtype == np.float32
+    transforms, self._transforms = self._transforms, []
+    assert len(transforms) == len(crops)
     self.calls += 1
     landmarks, poses = [], []
-    for transform in crop_to_image:
+    for transform in transforms:
       centre = geometry.apply_affine(transform, np.array([[(s - 1) / 2, (s - 1) / 2]]))[0]
       k = int(np.argmin([np.linalg.norm(_box(f).reshape(2, 2).mean(0) - centre)
                          for f in self.faces]))
@@ -115,6 +129,7 @@ class LandmarkOracle:
 def _oracle_predictor(monkeypatch, faces, **kwargs):
   predictor = inference.Predictor(_stub_model(len(faces[0])), **kwargs)
   oracle = LandmarkOracle(faces, predictor.image_size)
+  monkeypatch.setattr(augment, "warp_image", oracle.warp_image)
   monkeypatch.setattr(predictor, "_predict_crops", oracle)
   return predictor, oracle
 
@@ -272,10 +287,9 @@ def _blob_image(h, w, centres, sigma):
   return np.round(255 * image).astype(np.uint8)
 
 
-def _blob_oracle(crops, crop_to_image):
+def _blob_oracle(crops):
   """Landmark c = the intensity centroid of colour channel c in the crop (pixels
   only: checks that the resampled pixels and the returned coordinates agree)."""
-  del crop_to_image
   s = crops.shape[1]
   yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
   out = []
@@ -307,23 +321,27 @@ def test_pixels_and_coordinates_agree(monkeypatch, centres, sigma, atol):
 
 
 @needs_opencv
-def test_haar_detects_clean_frontal_synthetic_faces():
+def test_haar_detections_are_the_rendered_faces():
+  """Each detection in a one-face render is that face: never two boxes, and the
+  box's landmark-box estimate overlaps the true landmark box (IoU > 0.7).
+
+  How many of these synthetic faces the cascade finds depends on the OpenCV build
+  (16 of the 20 with 4.14), so that count is only required to be positive.
+  """
   detector = face_detection.HaarFaceDetector()
   hits = 0
   for seed in range(20):
     face = synthetic_faces.render_face(seed, 192, synthetic_faces.CLEAN_FRONTAL_CONFIG)
     found = detector(face["image"])
-    if len(found.boxes) != 1:
-      continue
-    hits += 1
-    estimate = face_detection.DetectorBoxMapping()(found.boxes)[0]
-    truth = _box(face["landmarks"].astype(np.float64))
-    lo, hi = np.maximum(estimate[:2], truth[:2]), np.minimum(estimate[2:], truth[2:])
-    inter = np.prod(np.maximum(hi - lo, 0))
-    union = np.prod(estimate[2:] - estimate[:2]) + np.prod(truth[2:] - truth[:2]) - inter
-    assert inter / union > 0.7, (seed, estimate, truth)
-  # 16 of these 20 (32 of 40) with OpenCV 4.14; it misses some, never doubles one.
-  assert hits >= 13
+    assert len(found.boxes) <= 1, (seed, found.boxes)
+    for estimate in face_detection.DetectorBoxMapping()(found.boxes):
+      hits += 1
+      truth = _box(face["landmarks"].astype(np.float64))
+      lo, hi = np.maximum(estimate[:2], truth[:2]), np.minimum(estimate[2:], truth[2:])
+      inter = np.prod(np.maximum(hi - lo, 0))
+      union = np.prod(estimate[2:] - estimate[:2]) + np.prod(truth[2:] - truth[:2]) - inter
+      assert inter / union > 0.7, (seed, estimate, truth)
+  assert hits > 0
 
 
 @needs_opencv
@@ -354,7 +372,7 @@ def test_no_face_gives_an_empty_list(image):
 def test_batches_are_padded_and_split_without_mixing_faces(workdir):
   predictor = inference.Predictor.from_workdir(workdir, batch_sizes=(4,))
   model = predictor.model
-  assert (model.image_size, model.num_landmarks, model.step) == (IMAGE_SIZE, 68, 7)
+  assert (model.image_size, model.num_landmarks, model.step) == (NETWORK_SIZE, 68, 7)
   canvas, faces, _ = _two_face_canvas()
   boxes = [_box(f) + offset for f in faces for offset in ([0, 0, 0, 0], [-5, 3, 8, 2])]
   boxes.append(_box(faces[0]) + [4, 4, -4, -4])
@@ -386,11 +404,12 @@ def test_predict_script_writes_png_and_json(workdir, tmp_path):
   Image.fromarray(_background(60, 80)).save(tmp_path / "none.jpg")
   (tmp_path / "broken.png").write_bytes(b"\x89PNG truncated")
   out = tmp_path / "out"
-  report = predict.main(["--workdir", workdir, "--out", str(out), str(tmp_path / "two.png"),
-                         str(tmp_path / "broken.png"), str(tmp_path / "none.jpg")])
+  paths = [str(tmp_path / name) for name in ("two.png", "broken.png", "none.jpg")]
+  # Exit status 1: an image could not be read (the others are still predicted).
+  assert predict.main(["--workdir", workdir, "--out", str(out), *paths]) == cli.EXIT_FAILURE
   with open(out / "predictions.json") as f:
     written = json.load(f)
-  assert written == json.loads(json.dumps(report))
+  assert [entry["image"] for entry in written] == paths
   assert [len(entry["faces"]) for entry in written] == [2, 0, 0]
   assert "cannot read" in written[1]["error"]
   del written[1]

@@ -343,12 +343,18 @@ def test_eval_is_deterministic_and_unaugmented():
 
 def test_errors():
   records = make_records(5)
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match="5 examples cannot fill one global batch of 8"):
     ip.create_train_iterator(records, batch_size=8, config=_config(), seed=0,
                              shard_index=0, shard_count=1)
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match="global batch 5 is not divisible by 2 hosts"):
     ip.create_eval_iterator(records, batch_size=5, config=_config(), shard_index=0,
                             shard_count=2)
+  with pytest.raises(ValueError, match=r"shard_index 2 not in \[0, 2\)"):
+    ip.create_eval_iterator(records, batch_size=4, config=_config(), shard_index=2,
+                            shard_count=2)
+  with pytest.raises(ValueError, match="empty data source"):
+    ip.create_eval_iterator([], batch_size=4, config=_config(), shard_index=0,
+                            shard_count=1)
 
 
 def test_default_shards_from_jax():
@@ -439,6 +445,8 @@ def test_tfds_data_source(tmp_path):
                    else s["filename"]] for s in (source[i] for i in range(len(source)))]
   expected = geometry.eval_normalized(np.stack([r["landmarks"] for r in order]), 0.05)
   np.testing.assert_allclose(ip.eval_normalized_landmarks(source), expected, atol=1e-6)
+  np.testing.assert_allclose(ip.eval_normalized_landmarks(source, num_records=4),
+                             expected[:4], atol=1e-6)
   # The landmark-only view does not decode images.
   assert isinstance(ip._landmarks_only(source)[0]["image"], bytes)
   batch = next(ip.create_eval_iterator(source, batch_size=6, config=_config(),
@@ -447,3 +455,8 @@ def test_tfds_data_source(tmp_path):
   batch = next(ip.create_train_iterator(source, batch_size=4, config=_config(), seed=0,
                                         shard_index=0, shard_count=1))
   assert batch["image"].shape == (4, SIZE, SIZE, 3)
+
+
+def test_training_config_defaults_are_the_pipeline_defaults():
+  from asmnet_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+  assert config_lib.input_config(config_lib.base_config()) == ip.InputConfig()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,6 @@ import pytest
 from jax import lax
 
 from asmnet_jax.nn import kernels, layers
-
 
 
 @pytest.mark.parametrize("size, kernel, stride, expected", [
@@ -132,3 +132,29 @@ def test_batch_norm_momentum_is_configurable():
   _, updates = bn.apply(variables, x, train=True, mutable=["batch_stats"])
   np.testing.assert_allclose(updates["batch_stats"]["mean"], 0.1 * x.mean((0, 1, 2)),
                              rtol=1e-5, atol=1e-7)
+
+
+def test_batch_norm_matches_flax_batch_norm():
+  """Same variables, outputs and running-statistics updates as flax.linen.BatchNorm
+  with Keras' epsilon, so checkpoints would carry over either way."""
+  x = 1.5 + 2.0 * _normal(2, (6, 4, 4, 5))
+  ours = layers.BatchNorm(momentum=0.9)
+  theirs = nn.BatchNorm(momentum=0.9, epsilon=layers.BN_EPSILON)
+  variables = ours.init(jax.random.key(0), x, train=False)
+  flax_variables = theirs.init(jax.random.key(0), x, use_running_average=True)
+  assert jax.tree.structure(variables) == jax.tree.structure(flax_variables)
+  rng = np.random.default_rng(3)
+  variables = {
+      "params": {"scale": jnp.asarray(rng.uniform(0.5, 1.5, 5), jnp.float32),
+                 "bias": jnp.asarray(rng.normal(size=5), jnp.float32)},
+      "batch_stats": {"mean": jnp.asarray(rng.normal(size=5), jnp.float32),
+                      "var": jnp.asarray(rng.uniform(0.5, 2.0, 5), jnp.float32)}}
+  np.testing.assert_allclose(ours.apply(variables, x, train=False),
+                             theirs.apply(variables, x, use_running_average=True),
+                             rtol=1e-5, atol=1e-5)
+  y, updates = ours.apply(variables, x, train=True, mutable=["batch_stats"])
+  y_flax, updates_flax = theirs.apply(variables, x, use_running_average=False,
+                                      mutable=["batch_stats"])
+  np.testing.assert_allclose(y, y_flax, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               updates, updates_flax)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from asmnet_jax.core import metrics
+from asmnet_jax.core import numerics
 
 
 def loop_nme(pred, gt, left, right):
@@ -76,3 +77,15 @@ def test_pose_mae_per_angle_with_wrap():
   np.testing.assert_allclose(metrics.pose_mae(pred, gt), [7.0, 2.5, 1.5], rtol=1e-6)
   with pytest.raises(ValueError, match=r"\(batch, 3\)"):
     metrics.pose_mae(pred[:, :2], gt[:, :2])
+
+
+def test_integer_and_bfloat16_inputs_are_computed_in_float32():
+  assert numerics.at_least_float32(np.array([0, 1])).dtype == jnp.float32
+  assert numerics.at_least_float32(jnp.ones(2, jnp.bfloat16)).dtype == jnp.float32
+  # bfloat16(0.1) is 0.10009766: above the threshold in float32, equal to it (not a
+  # failure) if the threshold were rounded to bfloat16 too.
+  nmes = jnp.asarray([0.1, 0.05], jnp.bfloat16)
+  assert float(metrics.failure_rate(nmes)) == 0.5
+  assert float(jnp.mean(nmes > jnp.bfloat16(0.1))) == 0.0
+  np.testing.assert_allclose(metrics.pose_mae(jnp.asarray([[1, 2, 3]]), jnp.asarray([[0, 0, 0]])),
+                             [1.0, 2.0, 3.0])

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asmnet_jax.nn import models
+from asmnet_jax.nn import layers, models
+from asmnet_jax.train import config as config_lib
 
 SIZE = 32  # smallest size with a 1x1 map after the last stride-2 block.
 
@@ -91,6 +92,16 @@ def test_asmnet_taps_give_536_features():
   assert variables["params"]["heads"]["landmarks"]["kernel"].shape == (536, 136)
   assert variables["params"]["heads"]["pose"]["kernel"].shape == (536, 3)
   assert "block_16" not in variables["params"]["backbone"]
+
+
+def test_training_config_defaults_are_the_model_defaults():
+  config = config_lib.base_config()
+  assert config.bn_momentum == layers.BN_MOMENTUM
+  assert config.dropout_rate == models.DROPOUT_RATE
+  for name, cls in models.MODELS.items():
+    model = models.create_model(name, 68)
+    assert isinstance(model, cls)
+    assert (model.bn_momentum, model.dropout_rate) == (layers.BN_MOMENTUM, models.DROPOUT_RATE)
 
 
 def test_create_model_rejects_unknown_names():

@@ -18,6 +18,8 @@ import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
+from asmnet_jax.core.numerics import compute_dtype
+
 # Coefficients are clipped to this many standard deviations (the paper's ±3√λ).
 CLIP_STDDEVS = 3.0
 
@@ -120,15 +122,10 @@ def fit_shape_model(shapes, variance_kept: float = 0.9) -> ShapeModel:
       eigenvalues=jnp.asarray(eigenvalues[:num_kept], jnp.float32))
 
 
-def _compute_dtype(dtype) -> jnp.dtype:
-  """float32 at least: bfloat16 inputs are projected in float32."""
-  return jnp.promote_types(dtype, jnp.float32)
-
-
 def coefficients(model: ShapeModel, shapes: jnp.ndarray) -> jnp.ndarray:
   """Unclipped shape coefficients b = Pᵀ(s − s̄): (..., n, 2) -> (..., t)."""
   _check_points(model, shapes)
-  dtype = _compute_dtype(shapes.dtype)
+  dtype = compute_dtype(shapes.dtype)
   flat = shapes.astype(dtype).reshape(*shapes.shape[:-2], -1)
   return (flat - model.mean.astype(dtype)) @ model.components.astype(dtype)
 
@@ -144,7 +141,7 @@ def project(model: ShapeModel, shapes: jnp.ndarray) -> jnp.ndarray:
     s̄ + P clip(b, ±3√λ), shaped and typed like `shapes` (computed in float32 at
     least).
   """
-  dtype = _compute_dtype(shapes.dtype)
+  dtype = compute_dtype(shapes.dtype)
   b = coefficients(model, shapes)
   limit = CLIP_STDDEVS * jnp.sqrt(model.eigenvalues.astype(dtype))
   b = jnp.clip(b, -limit, limit)

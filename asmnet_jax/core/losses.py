@@ -8,22 +8,18 @@ returns a scalar.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
+import optax
 
 from asmnet_jax.core import asm
+from asmnet_jax.core.numerics import at_least_float32
 
 # Task weights of Eq. 12.
 FACIAL_WEIGHT = 1.0
 POSE_WEIGHT = 0.5
 # α of Eq. 10 in the first, second and last third of the epochs.
 ALPHA_STAGES = (2.0, 1.0, 0.5)
-
-
-def _f32(x: jnp.ndarray) -> jnp.ndarray:
-  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def landmark_loss(pred: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
@@ -34,7 +30,7 @@ def landmark_loss(pred: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
   """
   if pred.shape != target.shape:
     raise ValueError(f"pred {pred.shape} and target {target.shape} differ in shape")
-  return jnp.mean(jnp.sum(jnp.square(_f32(pred) - _f32(target)), axis=-1))
+  return jnp.mean(jnp.sum(jnp.square(at_least_float32(pred) - at_least_float32(target)), axis=-1))
 
 
 def asm_loss(pred: jnp.ndarray, gt: jnp.ndarray, shape_model: asm.ShapeModel) -> jnp.ndarray:
@@ -44,7 +40,7 @@ def asm_loss(pred: jnp.ndarray, gt: jnp.ndarray, shape_model: asm.ShapeModel) ->
     pred, gt: (batch, n, 2).
     shape_model: the ASM fitted on the training shapes, in the same coordinates.
   """
-  smoothed = jax.lax.stop_gradient(asm.project(shape_model, _f32(gt)))
+  smoothed = jax.lax.stop_gradient(asm.project(shape_model, at_least_float32(gt)))
   return landmark_loss(pred, smoothed)
 
 
@@ -62,7 +58,7 @@ def pose_loss(pred: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
   """
   if pred.shape != target.shape or pred.shape[-1] != 3:
     raise ValueError(f"pred {pred.shape} and target {target.shape} must both be (batch, 3)")
-  return jnp.mean(jnp.square(_f32(pred) - _f32(target)))
+  return jnp.mean(jnp.square(at_least_float32(pred) - at_least_float32(target)))
 
 
 def total_loss(
@@ -92,17 +88,17 @@ def total_loss(
   """
   mse = landmark_loss(pred_landmarks, gt_landmarks)
   if shape_model is None:
-    assistant = jnp.zeros((), mse.dtype)
+    facial, assistant = mse, jnp.zeros((), mse.dtype)
   else:
+    facial = facial_loss(pred_landmarks, gt_landmarks, shape_model, alpha)
     assistant = asm_loss(pred_landmarks, gt_landmarks, shape_model)
-  facial = mse + alpha * assistant
   pose = pose_loss(pred_pose, gt_pose)
   loss = FACIAL_WEIGHT * facial + pose_weight * pose
   return loss, {"loss": loss, "landmark_loss": mse, "asm_loss": assistant, "pose_loss": pose}
 
 
-def alpha_schedule(steps_per_epoch: int, num_epochs: int) -> Callable[[jnp.ndarray], jnp.ndarray]:
-  """Eq. 10 as an optax-style schedule: step -> α.
+def alpha_schedule(steps_per_epoch: int, num_epochs: int) -> optax.Schedule:
+  """Eq. 10 as an optax schedule: step -> α, float32.
 
   Epoch i = step // steps_per_epoch of l = num_epochs gets α = 2 for i < l/3,
   1 for l/3 <= i < 2l/3 and 0.5 afterwards (also past the last epoch).
@@ -111,11 +107,11 @@ def alpha_schedule(steps_per_epoch: int, num_epochs: int) -> Callable[[jnp.ndarr
     raise ValueError(
         f"steps_per_epoch and num_epochs must be >= 1, got {steps_per_epoch}, {num_epochs}")
   first, second, last = ALPHA_STAGES
-
-  def schedule(step):
-    epoch = jnp.asarray(step) // steps_per_epoch
-    # i < l/3  <=>  3i < l, kept in integers so that no rounding decides a stage.
-    return jnp.where(3 * epoch < num_epochs, first,
-                     jnp.where(3 * epoch < 2 * num_epochs, second, last)).astype(jnp.float32)
-
-  return schedule
+  # Stage k starts at the first epoch i with 3i >= k·l (integers: no rounding decides
+  # a stage); for l = 1 both stages start at epoch 1, so their factors multiply.
+  boundaries: dict[int, float] = {}
+  for stage, scale in ((1, second / first), (2, last / second)):
+    start = -(-stage * num_epochs // 3) * steps_per_epoch
+    boundaries[start] = boundaries.get(start, 1.0) * scale
+  schedule = optax.piecewise_constant_schedule(first, boundaries)
+  return lambda step: jnp.asarray(schedule(step), jnp.float32)

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from asmnet_jax.core.numerics import at_least_float32
+
 # Zero-based outer eye corners for the inter-ocular normalisation.
 OUTER_EYE_CORNERS = {68: (36, 45), 98: (60, 72)}
 FAILURE_THRESHOLD = 0.1
-
-
-def _f32(x) -> jnp.ndarray:
-  x = jnp.asarray(x)
-  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def nme(pred: jnp.ndarray, gt: jnp.ndarray,
@@ -41,7 +38,7 @@ def nme(pred: jnp.ndarray, gt: jnp.ndarray,
           f"{sorted(OUTER_EYE_CORNERS)}); pass eye_indices=(left, right)")
     eye_indices = OUTER_EYE_CORNERS[num_points]
   left, right = eye_indices
-  pred, gt = _f32(pred), _f32(gt)
+  pred, gt = at_least_float32(pred), at_least_float32(gt)
   errors = jnp.linalg.norm(pred - gt, axis=-1).mean(axis=-1)
   interocular = jnp.linalg.norm(gt[:, left] - gt[:, right], axis=-1)
   return errors / interocular
@@ -49,7 +46,7 @@ def nme(pred: jnp.ndarray, gt: jnp.ndarray,
 
 def failure_rate(nmes: jnp.ndarray, threshold: float = FAILURE_THRESHOLD) -> jnp.ndarray:
   """The share of images (a fraction) whose NME exceeds `threshold`."""
-  return jnp.mean(_f32(nmes) > threshold)
+  return jnp.mean(at_least_float32(nmes) > threshold)
 
 
 def auc(nmes: jnp.ndarray, threshold: float = FAILURE_THRESHOLD) -> jnp.ndarray:
@@ -59,7 +56,7 @@ def auc(nmes: jnp.ndarray, threshold: float = FAILURE_THRESHOLD) -> jnp.ndarray:
   of max(0, T − e) over the images, so the area is exact, with no grid. A
   perfect model scores 1; one failing on every image scores 0.
   """
-  return jnp.mean(jnp.clip(1.0 - _f32(nmes) / threshold, 0.0, 1.0))
+  return jnp.mean(jnp.clip(1.0 - at_least_float32(nmes) / threshold, 0.0, 1.0))
 
 
 def ced(nmes: jnp.ndarray, threshold: float = FAILURE_THRESHOLD,
@@ -71,7 +68,7 @@ def ced(nmes: jnp.ndarray, threshold: float = FAILURE_THRESHOLD,
     y: (num_points,) the share of images with NME <= x.
   """
   x = jnp.linspace(0.0, threshold, num_points)
-  y = jnp.mean(_f32(nmes)[None, :] <= x[:, None], axis=1)
+  y = jnp.mean(at_least_float32(nmes)[None, :] <= x[:, None], axis=1)
   return x, y
 
 
@@ -82,6 +79,6 @@ def pose_mae(pred: jnp.ndarray, gt: jnp.ndarray) -> jnp.ndarray:
   """
   if pred.shape != gt.shape or pred.shape[-1] != 3:
     raise ValueError(f"pred {pred.shape} and gt {gt.shape} must both be (batch, 3)")
-  diff = _f32(pred) - _f32(gt)
+  diff = at_least_float32(pred) - at_least_float32(gt)
   diff = jnp.mod(diff + 180.0, 360.0) - 180.0
   return jnp.mean(jnp.abs(diff), axis=0)

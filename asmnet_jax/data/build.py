@@ -9,20 +9,21 @@ from any directory:
 
 The datasets are written as array_record under `--data_dir`
 (default ~/tensorflow_datasets) and read with
-`Builder(data_dir=...).as_data_source(split)`.
+`Builder(data_dir=...).as_data_source(split)`. A missing or mis-laid download or a
+malformed pose CSV stops with one line `error: ...` (exit status 2).
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import re
 import sys
 from typing import Sequence
 
 import tensorflow_datasets as tfds
+from absl import flags
 
+from asmnet_jax import cli
 from asmnet_jax.data import builders, registry
 
 # The datasets built from users' downloads (synthetic_faces builds itself on first use).
@@ -69,33 +70,38 @@ def build(
   return builder
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("dataset", choices=DATASETS)
-  parser.add_argument("--manual_dir", required=True,
-                      help="the downloaded dataset (layout: datasets/<name>/README.md)")
-  parser.add_argument("--data_dir", default=None, help="default ~/tensorflow_datasets")
-  parser.add_argument("--config", default="fit",
-                      choices=[c.name for c in builders.DEFAULT_CONFIGS],
-                      help="fit: poses fitted to the landmarks; override: from a CSV")
-  parser.add_argument("--pose_overrides", default=None,
-                      help="CSV filename,yaw,pitch,roll for --config override "
-                           f"(default <manual_dir>/{builders.POSE_OVERRIDES_FILENAME})")
-  parser.add_argument("--overwrite", action="store_true", help="rebuild if already built")
-  args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-  try:
-    builder = build(args.dataset, args.manual_dir, args.data_dir, args.config,
-                    args.pose_overrides, args.overwrite)
-  except (AssertionError, FileNotFoundError, ValueError) as e:
-    # Missing/mis-laid manual directory, missing or malformed pose CSV: the message
-    # says what to do, a traceback would only bury it.
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+def define_flags(fv: flags.FlagValues) -> None:
+  """The build command's flags (the dataset name is the positional argument)."""
+  flags.DEFINE_string("manual_dir", None,
+                      "The downloaded dataset (layout: datasets/<name>/README.md).",
+                      required=True, flag_values=fv)
+  flags.DEFINE_string("data_dir", None, "Where to write it (default ~/tensorflow_datasets).",
+                      flag_values=fv)
+  flags.DEFINE_enum("config", "fit", [c.name for c in builders.DEFAULT_CONFIGS],
+                    "fit: poses fitted to the landmarks; override: from a CSV.", flag_values=fv)
+  flags.DEFINE_string("pose_overrides", None,
+                      "CSV filename,yaw,pitch,roll for --config override (default "
+                      f"<manual_dir>/{builders.POSE_OVERRIDES_FILENAME}).", flag_values=fv)
+  flags.DEFINE_boolean("overwrite", False, "Rebuild if already built.", flag_values=fv)
+
+
+def _run(fv: flags.FlagValues, args: list[str]) -> None:
+  if len(args) != 1 or args[0] not in DATASETS:
+    raise cli.UsageError(f"expected one dataset name, one of {', '.join(DATASETS)}; "
+                         f"got {' '.join(args) or 'none'}")
+  # Missing/mis-laid manual directory, missing or malformed pose CSV: the message
+  # says what to do, a traceback would only bury it.
+  with cli.reported(AssertionError, FileNotFoundError, ValueError):
+    builder = build(args[0], fv.manual_dir, fv.data_dir, fv.config, fv.pose_overrides,
+                    fv.overwrite)
   for split, info in builder.info.splits.items():
     print(f"{builder.name}/{builder.builder_config.name} {split}: {info.num_examples} examples")
   print(f"written to {builder.data_dir}")
-  return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Builds per `argv` (default sys.argv[1:]); returns the exit status."""
+  return cli.run(define_flags, _run, argv, positional="DATASET")
 
 
 if __name__ == "__main__":

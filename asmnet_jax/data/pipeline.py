@@ -362,16 +362,19 @@ def _landmarks_only(data_source: Any) -> Any:
     return data_source
 
 
-def eval_normalized_landmarks(data_source: Sequence[dict[str, Any]],
-                              margin: float = 0.05) -> np.ndarray:
-  """Every record's landmarks in its evaluation crop, float32 (K, n, 2), normalised.
+def eval_normalized_landmarks(data_source: Sequence[dict[str, Any]], margin: float = 0.05,
+                              num_records: int | None = None) -> np.ndarray:
+  """The landmarks of the first `num_records` records (None: all) in their evaluation
+  crops, float32 (K, n, 2), normalised.
 
   The crop depends only on the landmarks, so no image is warped; for TFDS sources
   the image decoder is skipped (`_landmarks_only`), so only the record bytes are read.
+  Pass the TFDS source itself, not a view of it, for that to apply.
   """
   source = _landmarks_only(data_source)
+  count = len(source) if num_records is None else min(num_records, len(source))
   landmarks = np.stack([np.asarray(source[i]["landmarks"], np.float64)
-                        for i in range(len(source))])
+                        for i in range(count)])
   return geometry.eval_normalized(landmarks, margin)
 
 

@@ -7,12 +7,13 @@ before scoring, so the NME does not depend on the crop's (non-uniform) resize.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+from flax import traverse_util
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -47,9 +48,24 @@ def _gather(x) -> np.ndarray:
 
 
 class Evaluator:
-  """Jitted, data-parallel inference plus host-side scoring."""
+  """Jitted, data-parallel inference plus host-side scoring.
 
-  def __init__(self, model: nn.Module, config: ml_collections.ConfigDict, mesh: Mesh):
+  Args:
+    model: the network; its eval-mode `apply` is jitted with the batch sharded over
+      `mesh`'s `data` axis.
+    config: the training config (image_size, eval_batch_size, pose_scale_deg, input).
+    mesh: the device mesh (`asmnet_jax.train.step.make_mesh`).
+    apply_fn: another network function to score instead of `model`'s:
+      (variables, images float32 (B, S, S, 3) sharded over `data`) ->
+      (landmarks (B, n, 2) normalised crop coordinates, pose (B, 3) / pose_scale_deg).
+      Called as it is, once per batch in order (not jitted here): e.g. a jitted
+      BN-folded network, or an oracle in a test. `model` may then be None.
+  """
+
+  def __init__(self, model: nn.Module | None, config: ml_collections.ConfigDict, mesh: Mesh,
+               apply_fn: Callable[[Any, jax.Array], tuple[Any, Any]] | None = None):
+    if model is None and apply_fn is None:
+      raise ValueError("Evaluator needs a model or an apply_fn")
     self._config = config
     self._mesh = mesh
     # One pass in-process: starting a worker process (config.input.worker_count,
@@ -57,15 +73,18 @@ class Evaluator:
     self._input_config = dataclasses.replace(config_lib.input_config(config), worker_count=0)
     replicated = NamedSharding(mesh, PartitionSpec())
     sharded = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-    self._apply = jax.jit(lambda variables, images: model.apply(variables, images, train=False),
-                          in_shardings=(replicated, sharded), out_shardings=sharded)
+    if apply_fn is None:
+      apply_fn = jax.jit(lambda variables, images: model.apply(variables, images, train=False),
+                         in_shardings=(replicated, sharded), out_shardings=sharded)
+    self._apply = apply_fn
     self._sharding = sharded
 
   def predict(self, variables: Any, data_source) -> Predictions:
     """Predictions for every record of `data_source`.
 
     Args:
-      variables: {"params", "batch_stats"}, or a train state holding them.
+      variables: {"params", "batch_stats"}, or a train state holding them; given
+        to the network function (`apply_fn`) as they are.
     """
     if hasattr(variables, "params"):
       variables = {"params": variables.params, "batch_stats": variables.batch_stats}
@@ -105,12 +124,6 @@ def compute_metrics(predictions: Predictions) -> dict[str, Any]:
   }
 
 
-def flatten(results: dict[str, Any], prefix: str = "") -> dict[str, float]:
+def flatten(results: dict[str, Any]) -> dict[str, Any]:
   """{"pose_mae": {"yaw": 1}} -> {"pose_mae_yaw": 1}, for one-line logs."""
-  flat = {}
-  for key, value in results.items():
-    if isinstance(value, dict):
-      flat.update(flatten(value, f"{prefix}{key}_"))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
+  return traverse_util.flatten_dict(results, sep="_")

@@ -211,17 +211,14 @@ class Predictor:
                            for box in landmark_box])
     crops = np.stack([augment.to_float_image(augment.warp_image(arrays[i], t, s))
                       for i, t in zip(owners, transforms)])
-    landmarks_norm, pose = self._predict_crops(crops, transforms)
+    landmarks_norm, pose = self._predict_crops(crops)
     return geometry.crop_to_image_points(landmarks_norm, transforms, s), np.asarray(pose, np.float64)
 
-  def _predict_crops(self, crops: np.ndarray, crop_to_image: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
+  def _predict_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The network on crops float32 (K, S, S, 3) -> (landmarks_norm (K, n, 2), pose (K, 3)).
 
-    `crop_to_image` (K, 2, 3) is unused here; it lets a test substitute an oracle
-    that knows where each crop came from.
+    Pose in degrees; the crops go through in padded chunks of `batch_sizes`.
     """
-    del crop_to_image
     out_landmarks, out_pose = [], []
     largest = self.batch_sizes[-1]
     for start in range(0, len(crops), largest):

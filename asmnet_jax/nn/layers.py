@@ -32,6 +32,7 @@ class BatchNorm(nn.Module):
   batch variance, as Keras 3 and flax). Statistics are computed in float32 whatever
   the compute dtype, in one pass (E[y^2] - E[y]^2), and applied as a per-channel
   affine y * a + b so that XLA fuses it with the activation that follows.
+  Not flax.linen.BatchNorm: CPU train steps 1.23x (64 px, batch 32), 1.29x (224, 50) slower.
   """
   momentum: float = BN_MOMENTUM
   epsilon: float = BN_EPSILON

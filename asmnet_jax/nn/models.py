@@ -110,8 +110,8 @@ class _Heads(nn.Module):
     return landmarks, pose.astype(jnp.float32)
 
 
-class ASMNet(nn.Module):
-  """ASMNet: MobileNetV2 blocks 0..15, six pooled taps (536 features), two heads.
+class _Network(nn.Module):
+  """The attributes ASMNet and MobileNetV2 share.
 
   Attributes:
     num_landmarks: n (68 for 300W, 98 for WFLW).
@@ -119,6 +119,7 @@ class ASMNet(nn.Module):
       statistics and the outputs stay float32.
     depthwise_impl: "auto" (by backend), "shift_vjp", "shift" or "lax"; see
       `kernels.depthwise_conv`.
+    dropout_rate: dropout on the pooled features, training only.
     folded: BN-folded inference form; build it with `fold_batch_norm`.
     bn_momentum: running-statistics momentum (Keras' MobileNetV2: 0.999; lower it
       for short runs, whose running averages would otherwise lag the weights).
@@ -129,6 +130,10 @@ class ASMNet(nn.Module):
   dropout_rate: float = DROPOUT_RATE
   folded: bool = False
   bn_momentum: float = BN_MOMENTUM
+
+
+class ASMNet(_Network):
+  """ASMNet: MobileNetV2 blocks 0..15, six pooled taps (536 features), two heads."""
 
   @nn.compact
   def __call__(self, images: Array, train: bool = False) -> tuple[Array, Array]:
@@ -142,15 +147,9 @@ class ASMNet(nn.Module):
         features, train)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(_Network):
   """Baseline: full MobileNetV2 (blocks 0..16, 1x1 conv to 1280 + BN + ReLU6),
-  global average pool, then the same heads as ASMNet. Attributes as `ASMNet`."""
-  num_landmarks: int
-  dtype: DType = jnp.float32
-  depthwise_impl: DepthwiseImpl = "auto"
-  dropout_rate: float = DROPOUT_RATE
-  folded: bool = False
-  bn_momentum: float = BN_MOMENTUM
+  global average pool, then the same heads as ASMNet."""
 
   @nn.compact
   def __call__(self, images: Array, train: bool = False) -> tuple[Array, Array]:

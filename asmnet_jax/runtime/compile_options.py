@@ -1,15 +1,11 @@
 """XLA compiler options for the inference graph, chosen per backend.
 
 On XLA:CPU (jaxlib 0.10) dots and the stem convolution run as YNNPACK fusions by
-default. For the BN-folded inference network, XLA's own (Eigen) kernels are faster:
-interleaved in one process on the 2-core CPU machine (2026-11-25), the folded
-ASMNet-68 at 224 px took 8.64 vs 9.84 ms (batch 1, median), 6.85 vs 7.65 ms and
-7.21 vs 8.17 ms in two other runs, and ran 110 vs 95 images/s at batch 64; on the
-Zen 5 machine of 2026-11-29, 3.53 vs 4.26 ms. The training step is the other way
-round (13.6 vs 20.6 images/s at batch 50; 34 vs 56 on Zen 5, where no other
-YNNPACK fusion set beat the default either), so only inference uses these options.
-Measure with `python -m asmnet_jax.tools.benchmark`, which reports `infer_ms_b1` with
-them and `infer_ms_b1_default_options` without.
+default. For the BN-folded inference network XLA's own (Eigen) kernels are faster,
+while the training step is faster with the defaults, so only inference uses these
+options (measurements: docs/experiments.md). Measure them on your machine with
+`python -m asmnet_jax.tools.benchmark`, which reports `infer_ms_b1` with them and
+`infer_ms_b1_default_options` without.
 
 A jaxlib that no longer knows an option would fail to compile; `inference_options`
 compiles a trivial function with them once per process (on the default backend)

@@ -19,18 +19,24 @@ shadow, lips = filled outer/inner lip contours.
 `render_face(seed)` is deterministic: all randomness comes from
 `np.random.default_rng(seed)`. The building blocks live in `asmnet_jax.synthetic`.
 
-  python -m asmnet_jax.synthetic.faces --grid docs/synthetic_samples.png
+  python -m asmnet_jax.synthetic.faces [--grid PNG] [--n 24] [--cols 6] [--first-seed 0]
+      [--size 192] [--scale 1] [--no-landmarks]
+
+writes a grid of faces to --grid (default: the checkout's docs/synthetic_samples.png).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-from typing import Any
+import os
+import sys
+from typing import Any, Sequence
 
 import numpy as np
+from absl import flags
 from PIL import Image, ImageDraw
 
+from asmnet_jax import cli
 from asmnet_jax.core import rotation
 from asmnet_jax.synthetic import draw as _draw
 from asmnet_jax.synthetic import render as _render
@@ -120,21 +126,37 @@ def sample_grid(seeds, image_size: int = 192, config: RenderConfig = DEFAULT_CON
   return grid
 
 
-def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--grid", default="docs/synthetic_samples.png", help="output PNG")
-  parser.add_argument("--n", type=int, default=24, help="number of faces")
-  parser.add_argument("--cols", type=int, default=6)
-  parser.add_argument("--first-seed", type=int, default=0)
-  parser.add_argument("--size", type=int, default=192)
-  parser.add_argument("--scale", type=int, default=1, help="tile upscaling")
-  parser.add_argument("--no-landmarks", action="store_true")
-  args = parser.parse_args(argv)
-  grid = sample_grid(range(args.first_seed, args.first_seed + args.n), args.size,
-                     cols=args.cols, with_landmarks=not args.no_landmarks, scale=args.scale)
-  grid.save(args.grid)
-  print(f"wrote {args.grid} ({grid.size[0]}x{grid.size[1]})")
+# ----------------------------------------------------------------------------------
+# Command line.
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  """The sample-grid command's flags."""
+  flags.DEFINE_string("grid", os.path.join(cli.REPOSITORY, "docs", "synthetic_samples.png"),
+                      "Output PNG.", flag_values=fv)
+  flags.DEFINE_integer("n", 24, "Number of faces.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("cols", 6, "Faces per row.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("first-seed", 0, "Seed of the first face (then +1 each).",
+                       flag_values=fv)
+  flags.DEFINE_integer("size", 192, "Face image side in pixels.", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("scale", 1, "Tile upscaling.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_boolean("no-landmarks", False, "Leave the landmarks out.", flag_values=fv)
+
+
+def _run(fv: flags.FlagValues) -> None:
+  first = fv["first-seed"].value
+  grid = sample_grid(range(first, first + fv.n), fv.size, cols=fv.cols,
+                     with_landmarks=not fv["no-landmarks"].value, scale=fv.scale)
+  with cli.reported(FileNotFoundError):  # --grid in a missing directory.
+    grid.save(fv.grid)
+  print(f"wrote {fv.grid} ({grid.size[0]}x{grid.size[1]})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Writes the sample grid per `argv` (default sys.argv[1:]); returns the exit status."""
+  return cli.run(define_flags, _run, argv)
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

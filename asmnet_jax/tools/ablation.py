@@ -1,11 +1,14 @@
 """The paper's ablation: {MobileNetV2, ASMNet} x {MSE, ASM-assisted loss}.
 
-    python -m asmnet_jax.tools.ablation --workdir DIR [--config configs/NAME.py] [--config.field=value]
+    python -m asmnet_jax.tools.ablation --workdir DIR [--config configs/NAME.py]
+        [--config.field=value ...] [--variants mnv2,asmnet]
 
-Trains and evaluates `mnv2`, `mnv2_r`, `asmnet_nr` and `asmnet` in DIR/<variant>
-(each resumable like train.py), then writes DIR/ablation.md and ablation.json
-(params, FLOPs, NME, FR, AUC and pose MAE on every test split, training time) and
-DIR/ablation_ced.png.
+Trains and evaluates `mnv2`, `mnv2_r`, `asmnet_nr` and `asmnet` (or --variants) in
+DIR/<variant> (each resumable like train.py), then writes DIR/ablation.md and
+ablation.json (params, FLOPs, NME, FR, AUC and pose MAE on every test split,
+training time) and DIR/ablation_ced.png. The default config is the checkout's
+configs/synthetic.py, from any directory; every variant's config is checked before
+the first one trains.
 """
 
 from __future__ import annotations
@@ -14,21 +17,23 @@ import json
 import os
 import sys
 import time
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
+from asmnet_jax import cli
 from asmnet_jax.data import registry
 from asmnet_jax.evaluate import plots
 from asmnet_jax.evaluate import report
 from asmnet_jax.nn import models
-from asmnet_jax.runtime import allocator
 from asmnet_jax.runtime import distributed
 from asmnet_jax.tools import benchmark
+from asmnet_jax.train import config as config_lib
 from asmnet_jax.train import loop
 
 # Variant -> (model, loss), named as in the paper's tables.
@@ -40,13 +45,6 @@ VARIANTS = {
 }
 # The paper counts size and compute at 224 x 224, whatever size was trained.
 REFERENCE_IMAGE_SIZE = 224
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the four runs.", required=True)
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_REPO, "configs", "synthetic.py"), "Base training config.",
-    lock_config=False)
-_VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Variants to run.")
 
 
 def model_size(name: str, num_landmarks: int) -> dict[str, float]:
@@ -61,9 +59,17 @@ def model_size(name: str, num_landmarks: int) -> dict[str, float]:
           "gflops": flops / 1e9 if flops else float("nan")}
 
 
-def run_variant(base: ml_collections.ConfigDict, variant: str, workdir: str) -> dict:
+def _variant_config(base: ml_collections.ConfigDict,
+                    variant: str) -> ml_collections.ConfigDict:
+  """A copy of `base` with the variant's model and loss."""
   config = ml_collections.ConfigDict(base.to_dict())
   config.model, config.loss = VARIANTS[variant]
+  return config
+
+
+def run_variant(base: ml_collections.ConfigDict, variant: str, workdir: str) -> dict:
+  """Trains and evaluates one variant in `workdir`; returns its results row."""
+  config = _variant_config(base, variant)
   start = time.perf_counter()
   loop.train_and_evaluate(config, workdir)
   train_minutes = (time.perf_counter() - start) / 60
@@ -89,18 +95,31 @@ def ablation_table(rows: list[dict], num_landmarks: int) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def define_flags(fv: flags.FlagValues) -> None:
+  """The ablation's flags: --workdir, --config (and overrides), --variants."""
+  flags.DEFINE_string("workdir", None, "Directory of the four runs.", required=True,
+                      flag_values=fv)
+  config_flags.DEFINE_config_file("config", cli.config_file("synthetic"),
+                                  "Base training config.", flag_values=fv, lock_config=False)
+  flags.DEFINE_list("variants", list(VARIANTS), f"Variants to run: {', '.join(VARIANTS)}.",
+                    flag_values=fv)
+  flags.register_validator(
+      "variants", lambda names: bool(names) and set(names) <= set(VARIANTS),
+      f"--variants takes one or more of {', '.join(VARIANTS)}", flag_values=fv)
+
+
+def _run(fv: flags.FlagValues) -> None:
   distributed.initialize_if_available()
-  unknown = set(_VARIANTS.value) - set(VARIANTS)
-  if unknown:
-    raise app.UsageError(f"unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
-  base, root = _CONFIG.value, _WORKDIR.value
-  rows = [run_variant(base, v, os.path.join(root, v)) for v in _VARIANTS.value]
+  base, root = fv.config, fv.workdir
+  with cli.reported(ValueError):  # validate_config names the bad field.
+    for variant in fv.variants:  # each variant's config, before hours of training.
+      config_lib.validate_config(_variant_config(base, variant))
+    registry.builder_class(base.dataset)
+  rows = [run_variant(base, v, os.path.join(root, v)) for v in fv.variants]
   if jax.process_index() != 0:
     return
-  num_landmarks = registry.NUM_LANDMARKS[registry.dataset_family(base.dataset)]
+  builder = registry.get_builder(base.dataset, base.data_dir)  # built by the runs.
+  num_landmarks = builder.info.features["landmarks"].shape[0]
   table = ablation_table(rows, num_landmarks)
   with open(os.path.join(root, "ablation.md"), "w") as f:
     f.write(f"Ablation on {base.dataset} ({base.num_epochs} epochs, {base.image_size} px, "
@@ -116,6 +135,11 @@ def main(argv):
   print(table)
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the ablation per `argv` (default sys.argv[1:]); returns the exit status."""
+  # Faster XLA:CPU steps; see asmnet_jax/runtime/allocator.py.
+  return cli.run(define_flags, _run, argv, tuned_malloc=True)
+
+
 if __name__ == "__main__":
-  allocator.reexec_with_tuned_malloc(["-m", "asmnet_jax.tools.ablation", *sys.argv[1:]])
-  app.run(main)
+  sys.exit(main())

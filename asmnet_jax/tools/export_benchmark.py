@@ -5,7 +5,7 @@
 Prints one JSON line per form, the median of --runs timed calls after --warmup:
   jax_jit          the BN-folded Flax module under jax.jit (depthwise "auto",
                    `compile_options.inference_options()`);
-  jax_export       model.stablehlo.bin reloaded by `convert.load_stablehlo`;
+  jax_export       model.stablehlo.bin reloaded by `export.load_stablehlo`;
   onnxruntime      model.onnx in onnxruntime's CPU provider.
 Without --workdir the network is untrained (`testing.random_model`): timings
 do not depend on the weights, so this runs anywhere.
@@ -13,18 +13,20 @@ do not depend on the weights, so this runs anywhere.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
+from absl import flags
 
+from asmnet_jax import cli
+from asmnet_jax import export
 from asmnet_jax import testing
-from asmnet_jax.export import convert
 from asmnet_jax.inference import predictor
 from asmnet_jax.runtime import compile_options
 from asmnet_jax.runtime import machine
@@ -52,18 +54,18 @@ def benchmark(model: predictor.InferenceModel, batch_size: int = 1, runs: int = 
   with tempfile.TemporaryDirectory() as tmp:
     formats = [f for f, form in (("stablehlo", "jax_export"), ("onnx", "onnxruntime"))
                if form in forms]
-    convert.write_exports(model, tmp, formats)
+    export.write_exports(model, tmp, formats)
     if "jax_jit" in forms:
       fn = compile_options.jit_inference(model.forward)
       runners["jax_jit"] = lambda: jax.block_until_ready(fn(model.variables, images))
     if "jax_export" in forms:
-      loaded = convert.load_stablehlo(os.path.join(tmp, convert.STABLEHLO_FILE))
+      loaded = export.load_stablehlo(os.path.join(tmp, export.STABLEHLO_FILE))
       runners["jax_export"] = lambda: jax.block_until_ready(loaded(images))
     if "onnxruntime" in forms:
       import onnxruntime as ort  # pylint: disable=g-import-not-at-top
       options = ort.SessionOptions()
       options.intra_op_num_threads = onnx_threads  # 0: onnxruntime's default.
-      session = ort.InferenceSession(os.path.join(tmp, convert.ONNX_FILE), options,
+      session = ort.InferenceSession(os.path.join(tmp, export.ONNX_FILE), options,
                                      providers=["CPUExecutionProvider"])
       runners["onnxruntime"] = lambda: session.run(None, {"images": images})
     results = []
@@ -77,33 +79,49 @@ def benchmark(model: predictor.InferenceModel, batch_size: int = 1, runs: int = 
   return results
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-  parser = argparse.ArgumentParser(prog="python -m asmnet_jax.tools.export_benchmark",
-                                   description=__doc__.split("\n")[0])
-  parser.add_argument("--workdir", default=None,
-                      help="a train.py work directory (default: an untrained network)")
-  parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
-  parser.add_argument("--model", default="asmnet", choices=("asmnet", "mnv2"))
-  parser.add_argument("--num_landmarks", type=int, default=68)
-  parser.add_argument("--image_size", type=int, default=224)
-  parser.add_argument("--batch_size", type=int, default=1)
-  parser.add_argument("--runs", type=int, default=50)
-  parser.add_argument("--warmup", type=int, default=5)
-  parser.add_argument("--forms", default="jax_jit,jax_export,onnxruntime")
-  parser.add_argument("--onnx_threads", type=int, default=0,
-                      help="onnxruntime intra-op threads (0: its default)")
-  args = parser.parse_args(argv)
-  if args.workdir:
-    model = predictor.load_workdir(args.workdir, args.checkpoint)
+FORMS = ("jax_jit", "jax_export", "onnxruntime")
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  """The benchmark's flags."""
+  flags.DEFINE_string("workdir", None,
+                      "A train.py work directory (default: an untrained network).",
+                      flag_values=fv)
+  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "With --workdir: which one.",
+                    flag_values=fv)
+  flags.DEFINE_enum("model", "asmnet", ["asmnet", "mnv2"], "Without --workdir: the network.",
+                    flag_values=fv)
+  flags.DEFINE_integer("num_landmarks", 68, "Without --workdir: landmarks.", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("image_size", 224, "Without --workdir: input side S in pixels.",
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("batch_size", 1, "Faces per call.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("runs", 50, "Timed calls per form.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("warmup", 5, "Untimed calls before them.", lower_bound=0,
+                       flag_values=fv)
+  flags.DEFINE_list("forms", list(FORMS), f"Comma-separated forms to time: {', '.join(FORMS)}.",
+                    flag_values=fv)
+  flags.register_validator("forms", lambda forms: set(forms) <= set(FORMS),
+                           f"--forms takes {', '.join(FORMS)}", flag_values=fv)
+  flags.DEFINE_integer("onnx_threads", 0, "onnxruntime intra-op threads (0: its default).",
+                       lower_bound=0, flag_values=fv)
+
+
+def _run(fv: flags.FlagValues) -> None:
+  if fv.workdir:
+    with cli.reported(FileNotFoundError):  # not a work directory, no checkpoint yet.
+      model = predictor.load_workdir(fv.workdir, fv.checkpoint)
   else:
-    model = testing.random_model(args.model, args.num_landmarks, args.image_size)
-  results = benchmark(model, args.batch_size, args.runs, args.warmup,
-                      [f.strip() for f in args.forms.split(",") if f.strip()],
-                      args.onnx_threads)
+    model = testing.random_model(fv.model, fv.num_landmarks, fv.image_size)
+  results = benchmark(model, fv.batch_size, fv.runs, fv.warmup, fv.forms, fv.onnx_threads)
   for result in results:
     print(json.dumps(result), flush=True)
-  return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the benchmark on `argv` (default sys.argv[1:]); returns the exit status."""
+  return cli.run(define_flags, _run, argv)
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

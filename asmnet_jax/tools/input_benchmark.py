@@ -11,14 +11,17 @@ per-record PNG/JPEG decode.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import sys
 from typing import Any, Sequence
 
+import grain
 import numpy as np
+from absl import flags
 from PIL import Image
 
+from asmnet_jax import cli
 from asmnet_jax.data import pipeline as input_pipeline
 from asmnet_jax.runtime import machine
 
@@ -50,21 +53,7 @@ def synthetic_source(count: int = 64, size: int = 256, num_points: int = 68,
   return records
 
 
-class RepeatedSource:
-  """A read-only view repeating `records` up to `length` (records are not copied)."""
-
-  def __init__(self, records: Sequence[dict[str, Any]], length: int):
-    self.records = records
-    self.length = length
-
-  def __len__(self) -> int:
-    return self.length
-
-  def __getitem__(self, index: int) -> dict[str, Any]:
-    return self.records[index % len(self.records)]
-
-
-def _tfds_source(args: argparse.Namespace):
+def _tfds_source(args: flags.FlagValues):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   if args.builder_dir:
     builder = tfds.builder_from_directory(args.builder_dir)
@@ -73,28 +62,43 @@ def _tfds_source(args: argparse.Namespace):
   return builder.as_data_source(args.split)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--image_size", type=int, default=224)
-  parser.add_argument("--batch_size", type=int, default=50)
-  parser.add_argument("--num_batches", type=int, default=10)
-  parser.add_argument("--worker_count", type=int, default=0)
-  parser.add_argument("--num_threads", type=int, default=2, help="grain read threads")
-  parser.add_argument("--rotation_deg", type=float, default=0.0)
-  parser.add_argument("--scale_min", type=float, default=1.0)
-  parser.add_argument("--noise", type=float, default=0.0)
-  parser.add_argument("--salt_pepper", type=float, default=0.0)
-  parser.add_argument("--pipelines", default="train,eval")
-  parser.add_argument("--dataset", default=None, help="TFDS name (with --data_dir)")
-  parser.add_argument("--data_dir", default=None)
-  parser.add_argument("--builder_dir", default=None, help="a prepared TFDS version folder")
-  parser.add_argument("--split", default="train")
-  args = parser.parse_args(argv)
+PIPELINES = ("train", "eval")
 
+
+def define_flags(fv: flags.FlagValues) -> None:
+  """The input benchmark's flags."""
+  flags.DEFINE_integer("image_size", 224, "Crop side S in pixels.", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("batch_size", 50, "Images per batch.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("num_batches", 10, "Batches to time per pipeline.", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("worker_count", 0, "grain worker processes (0: in-process).",
+                       lower_bound=0, flag_values=fv)
+  flags.DEFINE_integer("num_threads", 2, "grain read threads.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_float("rotation_deg", 0.0, "Training rotation drawn from U(-r, r) degrees.",
+                     flag_values=fv)
+  flags.DEFINE_float("scale_min", 1.0, "Training zoom drawn from U(scale_min, 1).",
+                     flag_values=fv)
+  flags.DEFINE_float("noise", 0.0, "Training noise (augment.Photometric).", flag_values=fv)
+  flags.DEFINE_float("salt_pepper", 0.0, "Training salt and pepper (augment.Photometric).",
+                     flag_values=fv)
+  flags.DEFINE_string("pipelines", ",".join(PIPELINES), "Comma-separated: train, eval.",
+                      flag_values=fv)
+  flags.register_validator(
+      "pipelines", lambda names: bool(names) and set(names.split(",")) <= set(PIPELINES),
+      "--pipelines takes train and/or eval, comma-separated", flag_values=fv)
+  flags.DEFINE_string("dataset", None, "TFDS name (with --data_dir).", flag_values=fv)
+  flags.DEFINE_string("data_dir", None, "TFDS data directory.", flag_values=fv)
+  flags.DEFINE_string("builder_dir", None, "A prepared TFDS version folder.", flag_values=fv)
+  flags.DEFINE_string("split", "train", "The TFDS split to read.", flag_values=fv)
+
+
+def _run(args: flags.FlagValues) -> None:
   if args.dataset or args.builder_dir:
     source, source_name = _tfds_source(args), args.builder_dir or args.dataset
   else:
-    source = RepeatedSource(synthetic_source(), 100_000)
+    # 64 records repeated (not copied) to 100,000: enough for any --num_batches.
+    source = grain.MapDataset.source(synthetic_source()).repeat()[:100_000]
     source_name = "synthetic-256"
   config = input_pipeline.InputConfig(
       image_size=args.image_size, rotation_deg=args.rotation_deg,
@@ -127,5 +131,10 @@ def main(argv: Sequence[str] | None = None) -> None:
           flush=True)
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the benchmark per `argv` (default sys.argv[1:]); returns the exit status."""
+  return cli.run(define_flags, _run, argv)
+
+
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

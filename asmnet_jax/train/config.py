@@ -44,9 +44,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.pose_weight = 0.5            # Eq. 12.
   c.pose_scale_deg = 90.0        # The network regresses pose / this, so both terms are O(1).
   c.compute_dtype = "float32"    # bfloat16 on accelerators.
-  c.bn_momentum = 0.999          # Keras' MobileNetV2; short runs want less (see synthetic.py).
+  c.bn_momentum = models.BN_MOMENTUM    # Keras' MobileNetV2; short runs want less.
   c.precise_bn_batches = 20      # Eval BN statistics from 20 training batches (0: EMA).
-  c.dropout_rate = 0.3           # On the pooled features, before the heads (the paper's).
+  c.dropout_rate = models.DROPOUT_RATE  # On the pooled features, before the heads (the paper's).
 
   # Optimiser: Adam with Keras-style decay lr / (1 + decay * step) (METHOD.md, section 5).
   c.learning_rate = 1e-2
@@ -59,12 +59,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   # Input pipeline (asmnet_jax.data.pipeline.InputConfig).
+  input_defaults = pipeline.InputConfig()
   c.input = ml_collections.ConfigDict()
-  c.input.margin_range = (0.0, 0.1)
-  c.input.eval_margin = 0.05
-  c.input.rotation_deg = 0.0
-  c.input.scale_range = (1.0, 1.0)
-  c.input.worker_count = 0         # grain worker processes for the training stream.
+  c.input.margin_range = input_defaults.margin_range
+  c.input.eval_margin = input_defaults.eval_margin
+  c.input.rotation_deg = input_defaults.rotation_deg
+  c.input.scale_range = input_defaults.scale_range
+  c.input.worker_count = input_defaults.worker_count  # grain worker processes for training.
 
   # Book-keeping.
   c.log_every_steps = 50

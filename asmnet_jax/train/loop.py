@@ -12,6 +12,7 @@ import os
 import time
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -37,12 +38,16 @@ class NonFiniteLossError(RuntimeError):
   """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def fit_or_load_shape_model(config, workdir: str, train_source) -> asm.ShapeModel:
-  """The ASM of the training shapes (normalised eval crops), cached in the workdir."""
+def fit_or_load_shape_model(config, workdir: str, train_source,
+                            num_records: int | None = None) -> asm.ShapeModel:
+  """The ASM of the first `num_records` training shapes (None: all; normalised eval
+  crops), cached in the workdir. `train_source` should be the full TFDS source, whose
+  landmarks are then read without decoding the images."""
   path = os.path.join(workdir, SHAPE_MODEL_FILE)
   if os.path.exists(path):
     return asm.ShapeModel.load(path)
-  shapes = pipeline.eval_normalized_landmarks(train_source, config.input.eval_margin)
+  shapes = pipeline.eval_normalized_landmarks(train_source, config.input.eval_margin,
+                                              num_records)
   shape_model = asm.fit_shape_model(shapes, config.variance_kept)
   logging.info("ASM: %d components keep %g%% of the variance of %d shapes",
                shape_model.num_components, 100 * config.variance_kept, len(shapes))
@@ -51,22 +56,12 @@ def fit_or_load_shape_model(config, workdir: str, train_source) -> asm.ShapeMode
   return shape_model
 
 
-class _Subset:
-  """The first `size` records of a data source (config.max_train_examples)."""
+def _first_records(source, count: int) -> grain.MapDataset:
+  """A lazy view of the first `count` records of `source` (all if it has fewer).
 
-  def __init__(self, source, size: int):
-    self._source, self._size = source, min(size, len(source))
-
-  def __len__(self) -> int:
-    return self._size
-
-  def __getitem__(self, index: int):
-    if not 0 <= index < self._size:
-      raise IndexError(index)
-    return self._source[index]
-
-  def __getattr__(self, name):
-    return getattr(self._source, name)
+  grain's slice, which pickles for a worker process (config.input.worker_count).
+  """
+  return grain.MapDataset.source(source)[:count]
 
 
 def _append_metrics(path: str, record: dict[str, Any]) -> None:
@@ -102,10 +97,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
   sources = registry.open_splits(builder, [config.train_split, config.validation_split])
   train_source = sources[config.train_split]
-  if config.max_train_examples:
-    train_source = _Subset(train_source, config.max_train_examples)
   num_landmarks = builder.info.features["landmarks"].shape[0]
-  shape_model = fit_or_load_shape_model(config, workdir, train_source)
+  shape_model = fit_or_load_shape_model(config, workdir, train_source,
+                                        config.max_train_examples)
+  if config.max_train_examples:
+    train_source = _first_records(train_source, config.max_train_examples)
 
   mesh = make_mesh()
   replicated = NamedSharding(mesh, PartitionSpec())

@@ -29,20 +29,19 @@ def learning_rate_schedule(config: ml_collections.ConfigDict,
 
   `lr_schedule` "keras_decay" is the authors' lr / (1 + lr_decay · step);
   "cosine" decays to 0 over `num_steps` (short CPU runs converge much better).
+  A warm-up of W = `warmup_steps` multiplies either by min(1, (step + 1) / W), so
+  the decay runs from step 0 and the first step already has rate lr / W.
   """
-
-  def schedule(step):
-    step = jnp.asarray(step, jnp.float32)
-    if config.lr_schedule == "cosine":
-      progress = jnp.clip(step / max(num_steps or 1, 1), 0.0, 1.0)
-      rate = config.learning_rate * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-    else:
-      rate = config.learning_rate / (1.0 + config.lr_decay * step)
-    if config.warmup_steps:
-      rate *= jnp.minimum(1.0, (step + 1.0) / config.warmup_steps)
-    return rate
-
-  return schedule
+  if config.lr_schedule == "cosine":
+    decay = optax.cosine_decay_schedule(config.learning_rate, max(num_steps or 1, 1))
+  else:
+    # optax has no inverse-time decay; Keras' is one line.
+    decay = lambda step: config.learning_rate / (1.0 + config.lr_decay * step)  # noqa: E731
+  if config.warmup_steps <= 1:
+    return decay
+  # (step + 1) / W for steps 0 .. W - 1, then 1.
+  warmup = optax.linear_schedule(1.0 / config.warmup_steps, 1.0, config.warmup_steps - 1)
+  return lambda step: warmup(step) * decay(step)
 
 
 def create_model(config: ml_collections.ConfigDict, num_landmarks: int) -> nn.Module:

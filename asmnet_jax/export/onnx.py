@@ -1,107 +1,36 @@
-"""Exports the BN-folded network as serialized StableHLO (`jax.export`) and ONNX.
+"""The folded network as an ONNX graph: a translator of its jaxpr to ONNX nodes.
 
-    python -m asmnet_jax.export.convert --workdir DIR --out OUT [--checkpoint best|latest]
+Why a converter of our own: jax2onnx 0.17, the maintained JAX->ONNX exporter,
+requires orbax-checkpoint < 0.11.37 while this project pins >= 0.12.8 (and it pulls
+in equinox, huggingface-hub and netron). The folded network's jaxpr uses a dozen
+primitives, so `to_onnx` translates them itself with the `onnx` package (the
+`export` extra; imported only when a graph is built): constant sub-computations
+are evaluated at export time, depthwise convolutions become grouped `Conv` nodes,
+and a primitive it does not know raises NotImplementedError naming it. The result
+is checked against JAX with onnxruntime (`asmnet_jax.export.bundle.check_exports`,
+by `python -m asmnet_jax.export` unless --no_check, and by tests/test_export.py).
 
-writes into OUT:
-  model.stablehlo.bin  `jax.export` serialization; runs with JAX alone, no model code:
-                           exported = jax.export.deserialize(open(path, "rb").read())
-                           landmarks, pose = exported.call(images)
-  model.onnx           the same network as an ONNX graph (opset 17), e.g. for
-                       onnxruntime.InferenceSession(path).run(None, {"images": images})
-  model.json           metadata: image size, landmark count, conventions, units.
+    onnxruntime.InferenceSession(path).run(None, {"images": images})
 
-Both forms take `images` float32 (B, S, S, 3), RGB in [0, 1], NHWC, with any batch
-size B (a symbolic dimension in StableHLO, the dynamic dimension "batch" in ONNX),
-and return
-  landmarks float32 (B, n, 2): normalised crop coordinates, x then y, with
-    x_norm = (x_px + 0.5) / S - 0.5 for a pixel-centre coordinate x_px in the S x S
-    input (crop edges at -0.5 and +0.5; `asmnet_jax.data.augment`);
-  pose float32 (B, 3): yaw, pitch, roll in degrees (the network's output already
-    multiplied by the training config's pose_scale_deg; signs as in
-    `asmnet_jax.core.rotation`).
-The crop to feed is the face's landmark bounding box plus eval_margin (metadata) of
-its width/height on each side, resized to S x S without keeping the aspect ratio;
-`asmnet_jax.inference.predictor` does that (and finds the box) for images.
-
-Why a converter of our own for ONNX: jax2onnx 0.17, the maintained JAX->ONNX
-exporter, requires orbax-checkpoint < 0.11.37 while this project pins >= 0.12.8 (and
-it pulls in equinox, huggingface-hub and netron). The folded network's jaxpr uses a
-dozen primitives, so `to_onnx` translates them itself with the `onnx` package:
-constant sub-computations are evaluated at export time, depthwise convolutions
-become grouped `Conv` nodes, and a primitive it does not know raises
-NotImplementedError naming it. The result is checked against JAX with onnxruntime
-(by the CLI unless --no_check, and by tests/test_export.py).
+(signature: `asmnet_jax.export.signature`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from asmnet_jax.inference import predictor
-from asmnet_jax.runtime import compile_options
+from asmnet_jax.export import signature
+from asmnet_jax.inference.model import InferenceModel
 
-STABLEHLO_FILE = "model.stablehlo.bin"
-ONNX_FILE = "model.onnx"
-METADATA_FILE = "model.json"
 ONNX_OPSET = 17
-BATCH = "batch"  # the symbolic / dynamic batch dimension's name.
 # The depthwise convolution for ONNX: a grouped Conv, which onnxruntime runs with
 # its own depthwise kernels (nine shifted multiply-adds are slower there).
 ONNX_DEPTHWISE = "lax"
 
-
-def image_spec(image_size: int) -> jax.ShapeDtypeStruct:
-  """float32 (batch, S, S, 3) with a symbolic batch dimension."""
-  batch, = jax.export.symbolic_shape(BATCH)
-  return jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
-
-
-# ----------------------------------------------------------------------------------
-# StableHLO.
-
-
-def export_stablehlo(model: predictor.InferenceModel,
-                     platforms: Sequence[str] | None = None) -> jax.export.Exported:
-  """`jax.export` of images -> (landmarks, pose in degrees), batch symbolic.
-
-  platforms: e.g. ("cpu",) or ("cpu", "cuda"); default the current backend. With
-  several, the depthwise convolution is picked per platform at run time (nine
-  shifted multiply-adds on CPU, XLA's grouped convolution elsewhere:
-  `kernels.depthwise_conv`).
-  """
-  platforms = tuple(platforms) if platforms else (jax.default_backend(),)
-  if len(platforms) == 1:
-    impl = "shift" if platforms[0] == "cpu" else "lax"
-    fn = model.with_depthwise_impl(impl).apply
-  else:
-    cpu_fn = model.with_depthwise_impl("shift").apply
-    other_fn = model.with_depthwise_impl("lax").apply
-
-    def fn(images):
-      return jax.lax.platform_dependent(images, cpu=cpu_fn, default=other_fn)
-  return jax.export.export(jax.jit(fn), platforms=platforms)(image_spec(model.image_size))
-
-
-def load_stablehlo(path: str) -> Callable[[np.ndarray], tuple[jax.Array, jax.Array]]:
-  """A jitted callable images -> (landmarks, pose) from a serialized export
-  (compiled with `compile_options.inference_options()`)."""
-  with open(path, "rb") as f:
-    exported = jax.export.deserialize(bytearray(f.read()))
-  return compile_options.jit_inference(exported.call)
-
-
-# ----------------------------------------------------------------------------------
-# ONNX: a translator for the primitives of the folded network.
-
-
+# The primitives of the folded network and their ONNX translations.
 _BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max",
            "min": "Min", "pow": "Pow"}
 _UNARY = {"neg": "Neg", "exp": "Exp", "log": "Log", "tanh": "Tanh", "logistic": "Sigmoid",
@@ -473,151 +402,14 @@ def jaxpr_to_onnx(fn: Callable, input_spec: jax.ShapeDtypeStruct, input_name: st
           input_name, _onnx_dtype(input_spec.dtype), dims(input_spec.shape))],
       outputs, initializer=g.initializers)
   model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                            producer_name="asmnet_jax.export.convert")
+                            producer_name="asmnet_jax.export")
   model.ir_version = min(model.ir_version, 8)  # readable by older runtimes too.
   onnx.checker.check_model(model)
   return model
 
 
-def to_onnx(model: predictor.InferenceModel, depthwise_impl: str = ONNX_DEPTHWISE):
+def to_onnx(model: InferenceModel, depthwise_impl: str = ONNX_DEPTHWISE):
   """The folded network as an onnx.ModelProto: images -> (landmarks, pose degrees)."""
   fn = model.with_depthwise_impl(depthwise_impl).apply
-  return jaxpr_to_onnx(fn, image_spec(model.image_size), "images", ("landmarks", "pose"))
-
-
-# ----------------------------------------------------------------------------------
-# Files, metadata, checks.
-
-
-def metadata(model: predictor.InferenceModel, files: dict[str, str],
-             platforms: Sequence[str]) -> dict[str, Any]:
-  """What a user of the exported files needs to know (module doc)."""
-  s, n = model.image_size, model.num_landmarks
-  return {
-      "format": "asmnet_jax export", "version": 1,
-      "model": model.model_name, "num_landmarks": n, "image_size": s,
-      "checkpoint": model.source, "step": model.step,
-      "files": files,
-      "input": {"name": "images", "shape": [BATCH, s, s, 3], "dtype": "float32",
-                "layout": "NHWC", "colour": "RGB", "range": [0.0, 1.0]},
-      "outputs": {
-          "landmarks": {
-              "shape": [BATCH, n, 2], "dtype": "float32", "order": ["x", "y"],
-              "units": "normalised crop coordinates",
-              "convention": "x_norm = (x_px + 0.5) / S - 0.5 with x_px a 0-based "
-                            "pixel-centre coordinate in the S x S input; the crop's "
-                            "edges are at -0.5 and +0.5, its centre at 0"},
-          "pose": {
-              "shape": [BATCH, 3], "dtype": "float32", "order": ["yaw", "pitch", "roll"],
-              "units": "degrees",
-              "convention": "R = Rz(roll) Rx(pitch) Ry(yaw), camera x right, y down, z "
-                            "into the scene; yaw > 0 turns the face to the image right, "
-                            "pitch > 0 tilts it up, roll > 0 turns it clockwise"},
-      },
-      "crop": {
-          "eval_margin": model.eval_margin,
-          "description": "landmark bounding box plus eval_margin of its width (height) "
-                         "on the left and right (top and bottom), resized to S x S "
-                         "without keeping the aspect ratio (bilinear)"},
-      "pose_scale_deg": model.pose_scale_deg,
-      "stablehlo_platforms": list(platforms),
-      "onnx_opset": ONNX_OPSET,
-      "jax_version": jax.__version__,
-  }
-
-
-def write_exports(model: predictor.InferenceModel, out_dir: str,
-                  formats: Sequence[str] = ("stablehlo", "onnx"),
-                  platforms: Sequence[str] | None = None) -> dict[str, Any]:
-  """Writes the chosen formats and the metadata JSON; returns the metadata."""
-  unknown = set(formats) - {"stablehlo", "onnx"}
-  if unknown:
-    raise ValueError(f"unknown formats {sorted(unknown)}; use stablehlo and/or onnx")
-  os.makedirs(out_dir, exist_ok=True)
-  platforms = tuple(platforms) if platforms else (jax.default_backend(),)
-  files = {}
-  if "stablehlo" in formats:
-    with open(os.path.join(out_dir, STABLEHLO_FILE), "wb") as f:
-      f.write(export_stablehlo(model, platforms).serialize())
-    files["stablehlo"] = STABLEHLO_FILE
-  if "onnx" in formats:
-    with open(os.path.join(out_dir, ONNX_FILE), "wb") as f:
-      f.write(to_onnx(model).SerializeToString())
-    files["onnx"] = ONNX_FILE
-  meta = metadata(model, files, platforms)
-  with open(os.path.join(out_dir, METADATA_FILE), "w") as f:
-    json.dump(meta, f, indent=2)
-  return meta
-
-
-def check_exports(model: predictor.InferenceModel, out_dir: str,
-                  batch_sizes: Sequence[int] = (1, 3), seed: int = 0
-                  ) -> dict[str, dict[str, float]]:
-  """Largest |exported - JAX| per written format and output, on random images.
-
-  Pose errors are in degrees; compare them with tolerance * pose_scale_deg.
-  """
-  with open(os.path.join(out_dir, METADATA_FILE)) as f:
-    files = json.load(f)["files"]
-  rng = np.random.default_rng(seed)
-  s = model.image_size
-  images = rng.random((sum(batch_sizes), s, s, 3), dtype=np.float32)
-  reference = [np.asarray(a) for a in jax.jit(model.apply)(images)]
-  runners = {}
-  if "stablehlo" in files:
-    runners["stablehlo"] = load_stablehlo(os.path.join(out_dir, files["stablehlo"]))
-  if "onnx" in files:
-    import onnxruntime as ort  # pylint: disable=g-import-not-at-top
-    session = ort.InferenceSession(os.path.join(out_dir, files["onnx"]),
-                                   providers=["CPUExecutionProvider"])
-    runners["onnx"] = lambda x: session.run(None, {"images": x})
-  errors = {}
-  for name, run in runners.items():
-    worst = {"landmarks": 0.0, "pose_deg": 0.0}
-    start = 0
-    for b in batch_sizes:
-      outs = run(images[start:start + b])
-      for key, got, want in zip(worst, outs, reference):
-        err = float(np.max(np.abs(np.asarray(got) - want[start:start + b])))
-        worst[key] = max(worst[key], err)
-      start += b
-    errors[name] = worst
-  return errors
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  parser = argparse.ArgumentParser(
-      prog="python -m asmnet_jax.export.convert", description=__doc__.split("\n")[0])
-  parser.add_argument("--workdir", required=True, help="a train.py work directory")
-  parser.add_argument("--out", required=True, help="directory for the exported files")
-  parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
-  parser.add_argument("--formats", default="stablehlo,onnx",
-                      help="comma-separated: stablehlo, onnx")
-  parser.add_argument("--platforms", default=None,
-                      help="StableHLO platforms, comma-separated (cpu, cuda, rocm, tpu); "
-                           "default the current backend")
-  parser.add_argument("--no_check", action="store_true",
-                      help="skip comparing the exports with JAX on random images")
-  args = parser.parse_args(argv)
-
-  model = predictor.load_workdir(args.workdir, args.checkpoint)
-  formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-  platforms = args.platforms.split(",") if args.platforms else None
-  meta = write_exports(model, args.out, formats, platforms)
-  if not args.no_check:
-    errors = check_exports(model, args.out)
-    meta["check_max_abs_error"] = errors
-    with open(os.path.join(args.out, METADATA_FILE), "w") as f:
-      json.dump(meta, f, indent=2)
-    limits = {"landmarks": 1e-4, "pose_deg": 1e-4 * model.pose_scale_deg}
-    bad = {name: err for name, err in errors.items()
-           if not all(err[key] <= limit for key, limit in limits.items())}
-    print(f"max |export - JAX|: {errors}", file=sys.stderr)
-    if bad:
-      raise SystemExit(f"exports differ from JAX beyond {limits}: {bad}")
-  print(json.dumps({"out": os.path.abspath(args.out), **meta["files"]}))
-  return meta
-
-
-if __name__ == "__main__":
-  main()
+  return jaxpr_to_onnx(fn, signature.image_spec(model.image_size), signature.INPUT_NAME,
+                       signature.OUTPUT_NAMES)
