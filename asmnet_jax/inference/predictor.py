@@ -212,7 +212,8 @@ class Predictor:
     crops = np.stack([augment.to_float_image(augment.warp_image(arrays[i], t, s))
                       for i, t in zip(owners, transforms)])
     landmarks_norm, pose = self._predict_crops(crops)
-    return geometry.crop_to_image_points(landmarks_norm, transforms, s), np.asarray(pose, np.float64)
+    return (geometry.crop_to_image_points(landmarks_norm, transforms, s),
+            np.asarray(pose, np.float64))
 
   def _predict_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The network on crops float32 (K, S, S, 3) -> (landmarks_norm (K, n, 2), pose (K, 3)).
