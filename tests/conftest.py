@@ -130,6 +130,7 @@ def trained_run(tiny_data_dir, tmp_path_factory) -> TrainedRun:
   return TrainedRun(str(workdir), config, json.loads(done.read_text()))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups.
 def pytest_collection_modifyitems(items) -> None:
   """Groups the tests of the shared run (`--dist loadgroup` sends them to one worker,
   so no other worker waits for the run to be trained)."""

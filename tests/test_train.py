@@ -341,15 +341,25 @@ def test_non_finite_loss_stops_and_keeps_the_good_checkpoints(trained_run, tmp_p
     return _PoisonedLabels(stream, first_bad=4) if seed == config.seed else stream
 
   monkeypatch.setattr(pipeline, "create_train_iterator", poisoned)
+  managers = []
+
+  class RecordedManager(checkpoints.CheckpointManager):
+    def __init__(self, *args, **kwargs):
+      super().__init__(*args, **kwargs)
+      managers.append(self)
+
+  monkeypatch.setattr(checkpoints, "CheckpointManager", RecordedManager)
   with pytest.raises(loop.NonFiniteLossError,
                      match="NaN or infinite between steps 33 and 34; the last good checkpoint"):
     loop.train_and_evaluate(config, workdir)
-  assert _steps(workdir) == [30, 32]
-  manager = checkpoints.CheckpointManager(workdir)
+  # Step 32's save is asynchronous: let it finish (as train.py's exit would).
+  (loop_manager,) = managers
   try:
-    assert manager.latest_step() == 32
+    loop_manager.wait()
+    assert loop_manager.latest_step() == 32
   finally:
-    manager.close()
+    loop_manager.close()
+  assert _steps(workdir) == [30, 32]
   kept = _checkpoint(workdir, 32)
   assert int(kept["step"]) == 32
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(kept["params"]))

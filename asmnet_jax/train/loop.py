@@ -175,6 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       validate_now = step % config.eval_every_steps == 0 or step == num_steps
       if step % config.log_every_steps == 0 or checkpoint_now or validate_now:
         if not bool(all_finite):
+          manager.wait()  # The last good save is asynchronous: on disk before we say so.
           raise NonFiniteLossError(
               "the loss or the parameters became NaN or infinite between steps "
               f"{step - window_steps} and {step}; the last good checkpoint in "

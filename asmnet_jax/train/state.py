@@ -58,5 +58,7 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
   images = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
   variables = model.init(rng, images, train=False)
   tx = optax.adam(learning_rate_schedule(config, num_steps), b1=0.9, b2=0.999, eps=1e-7)
-  return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                           batch_stats=variables["batch_stats"], tx=tx)
+  state = TrainState.create(apply_fn=model.apply, params=variables["params"],
+                            batch_stats=variables["batch_stats"], tx=tx)
+  # A restored step is not weak-typed; a strong one here spares resumed runs a recompile.
+  return state.replace(step=jnp.zeros((), jnp.int32))
