@@ -1,6 +1,7 @@
-"""Predicts landmarks and head pose of the faces in images with a trained model.
+"""Predicts landmarks and head pose of the faces in images.
 
-    python predict.py --workdir DIR IMAGE [IMAGE ...] [--out DIR] [--checkpoint latest]
+    python predict.py IMAGE [IMAGE ...] [--out DIR]       # the model shipped in the package
+    python predict.py --workdir DIR IMAGE [IMAGE ...] [--checkpoint latest]  # your own
 
 For each image writes OUT/<name>.png (the image with its face boxes, landmarks and
 pose axes: red x, green y, blue the facing direction) and OUT/predictions.json:
@@ -12,8 +13,8 @@ An unreadable image gets {"image": path, "error": message, "faces": []}, and the
 exit status is 1 once the others are done; a wrong --workdir or
 --landmark_boxes_json stops with one line `error: ...` (exit status 2).
 Coordinates are pixels of the image as displayed (EXIF orientation applied),
-0-based with pixel centres on integers; faces come from an OpenCV Haar cascade
-(near-frontal faces) unless --landmark_boxes_json gives boxes. See
+0-based with pixel centres on integers; faces come from the predictor's face
+detector unless --landmark_boxes_json gives boxes. See
 `asmnet_jax.inference.predictor`.
 """
 
@@ -35,6 +36,7 @@ from asmnet_jax import cli
 from asmnet_jax.data import images
 from asmnet_jax.evaluate import plots
 from asmnet_jax.inference import predictor as inference
+from asmnet_jax.inference import pretrained
 
 
 def draw_faces(image: np.ndarray, faces: Sequence[inference.Face], out_path: str) -> None:
@@ -74,8 +76,8 @@ def _drawing_names(paths: Sequence[str]) -> list[str]:
 
 def define_flags(fv: flags.FlagValues) -> None:
   """predict.py's flags (the images are positional arguments)."""
-  flags.DEFINE_string("workdir", None, "A train.py work directory.", required=True,
-                      flag_values=fv)
+  flags.DEFINE_string("workdir", None, "A train.py work directory (default: the "
+                      "pretrained model shipped in the package).", flag_values=fv)
   flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to use.",
                     flag_values=fv)
   flags.DEFINE_string("out", "predictions", "Output directory.", flag_values=fv)
@@ -88,15 +90,19 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def _run(fv: flags.FlagValues, paths: list[str]) -> int:
   if not paths:
-    raise cli.UsageError("no images given (usage: predict.py --workdir DIR IMAGE ...)")
+    raise cli.UsageError("no images given (usage: predict.py [--workdir DIR] IMAGE ...)")
   given = None
   if fv.landmark_boxes_json:
     with cli.reported(FileNotFoundError, json.JSONDecodeError):
       with open(fv.landmark_boxes_json) as f:
         given = json.load(f)
-  with cli.reported(FileNotFoundError):  # not a work directory, no checkpoint yet.
-    predictor = inference.Predictor.from_workdir(fv.workdir, fv.checkpoint,
-                                                 refine_passes=fv.refine_passes)
+  if fv.workdir is None:
+    with cli.reported(pretrained.BundleError, status=cli.EXIT_FAILURE):
+      predictor = inference.Predictor.pretrained(refine_passes=fv.refine_passes)
+  else:
+    with cli.reported(FileNotFoundError):  # not a work directory, no checkpoint yet.
+      predictor = inference.Predictor.from_workdir(fv.workdir, fv.checkpoint,
+                                                   refine_passes=fv.refine_passes)
   os.makedirs(fv.out, exist_ok=True)
   report = []
   for path, drawing in zip(paths, _drawing_names(paths)):

