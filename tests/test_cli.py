@@ -25,7 +25,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Every command, by module.
 COMMANDS = ["train", "eval", "predict", "asmnet_jax.export.__main__", "asmnet_jax.data.build",
             "asmnet_jax.synthetic.faces", "asmnet_jax.tools.ablation",
-            "asmnet_jax.tools.export_benchmark", "asmnet_jax.tools.input_benchmark"]
+            "asmnet_jax.tools.export_benchmark", "asmnet_jax.tools.input_benchmark",
+            "asmnet_jax.tools.detector_benchmark", "asmnet_jax.inference.pretrained"]
 
 _TOY_CONFIG = """
 import ml_collections
@@ -190,6 +191,10 @@ def test_every_command_has_help(module, capsys):
      "error: config.batch_size=0: must be a positive integer"),
     ("asmnet_jax.tools.export_benchmark", ["--forms=tflite"], "error: flag --forms=['tflite']"),
     ("asmnet_jax.tools.input_benchmark", ["--pipelines=test"], "error: flag --pipelines=test"),
+    ("asmnet_jax.inference.pretrained", ["--workdir={tmp}", "--out={tmp}/w/b.npz"],
+     "error: {tmp}/config.json not found"),
+    ("asmnet_jax.tools.detector_benchmark", ["--faces={tmp}"],
+     "error: no landmarks.json in {tmp}"),
 ])
 def test_command_usage_errors(module, argv, message, tmp_path, capsys):
   tmp = str(tmp_path)
