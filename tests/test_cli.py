@@ -26,7 +26,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ["train", "eval", "predict", "asmnet_jax.export.__main__", "asmnet_jax.data.build",
             "asmnet_jax.synthetic.faces", "asmnet_jax.tools.ablation",
             "asmnet_jax.tools.export_benchmark", "asmnet_jax.tools.input_benchmark",
-            "asmnet_jax.tools.detector_benchmark", "asmnet_jax.inference.pretrained"]
+            "asmnet_jax.tools.detector_benchmark", "asmnet_jax.inference.pretrained",
+            "asmnet_jax.evaluate.photos"]
 
 _TOY_CONFIG = """
 import ml_collections
