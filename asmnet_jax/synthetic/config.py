@@ -24,6 +24,13 @@ class RenderConfig:
     blur, noise: upper bounds of the box-blur radius (px) and noise sigma (0-255).
     jpeg_quality: range of the JPEG quality the image is round-tripped through.
     supersample: drawing resolution factor (anti-aliasing).
+    style: "cartoon" (flat-shaded painter's-algorithm polygons, the default data set)
+      or "photo" (`asmnet_jax.synthetic.photo`: per-pixel shaded z-buffered head, skin
+      texture, natural background, camera effects; `clutter`, `blur`, `noise` and
+      `jpeg_quality` do not apply, the camera effects replace them).
+    jaw_silhouette: label the jaw (points 0-16) on the visible face outline, as 300-W
+      annotators do: a jaw point hidden behind the turned face moves along its mesh
+      row to the silhouette (`render.label_points`). Off: the projected 3D jaw.
   """
   yaw: tuple[float, float] = (-60.0, 60.0)
   pitch: tuple[float, float] = (-30.0, 30.0)
@@ -40,6 +47,8 @@ class RenderConfig:
   noise: float = 6.0
   jpeg_quality: tuple[int, int] = (40, 95)
   supersample: int = 2
+  style: str = "cartoon"
+  jaw_silhouette: bool = False
 
 
 DEFAULT_CONFIG = RenderConfig()
@@ -48,3 +57,9 @@ CLEAN_FRONTAL_CONFIG = RenderConfig(
     yaw=(0.0, 0.0), pitch=(0.0, 0.0), roll=(0.0, 0.0), identity_scale=0.0,
     expression_scale=0.0, shift=0.0, occluder_prob=0.0, clutter=False, blur=0.0,
     noise=0.0, jpeg_quality=(95, 95))
+# Photograph-like faces (`asmnet_jax.synthetic.photo`) with 300-W jaw labelling; the
+# face fills a wider range of the frame, as detector crops of real photos do. Drawn
+# at 1x: per-pixel shading needs no supersampling, and at 2x a face costs 2.2x the
+# time; the camera effects' blur and resampling soften the edges.
+PHOTO_CONFIG = RenderConfig(style="photo", jaw_silhouette=True, face_size=(0.45, 0.7),
+                            occluder_prob=0.2, supersample=1)

@@ -19,14 +19,23 @@ shadow, lips = filled outer/inner lip contours.
 `render_face(seed)` is deterministic: all randomness comes from
 `np.random.default_rng(seed)`. The building blocks live in `asmnet_jax.synthetic`.
 
-  python -m asmnet_jax.synthetic.faces [--grid PNG] [--n 24] [--cols 6] [--first-seed 0]
-      [--size 192] [--scale 1] [--no-landmarks]
+`render_face(seed, config=PHOTO_CONFIG)` draws the same kind of scene in the photo
+style (`asmnet_jax.synthetic.photo`: a z-buffered, per-pixel shaded head with skin
+texture, natural backgrounds and camera effects) and labels the jaw on the visible
+outline, as 300-W annotators do (`render.label_points`).
 
-writes a grid of faces to --grid (default: the checkout's docs/synthetic_samples.png).
+  python -m asmnet_jax.synthetic.faces [--grid PNG] [--n 24] [--cols 6] [--first-seed 0]
+      [--size 192] [--scale 1] [--no-landmarks] [--style cartoon|photo]
+      [--supersample K] [--benchmark N]
+
+writes a grid of faces to --grid (default: the checkout's docs/synthetic_samples.png);
+with --benchmark N it renders N faces instead and prints images/s on one core.
+`--style photo` selects `PHOTO_CONFIG` (`asmnet_jax.synthetic.photo`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -39,13 +48,16 @@ from PIL import Image, ImageDraw
 from asmnet_jax import cli
 from asmnet_jax.core import rotation
 from asmnet_jax.synthetic import draw as _draw
+from asmnet_jax.synthetic import photo as _photo
 from asmnet_jax.synthetic import render as _render
-from asmnet_jax.synthetic.config import CLEAN_FRONTAL_CONFIG, DEFAULT_CONFIG, RenderConfig
+from asmnet_jax.synthetic.config import CLEAN_FRONTAL_CONFIG, DEFAULT_CONFIG, PHOTO_CONFIG
+from asmnet_jax.synthetic.config import RenderConfig
 from asmnet_jax.synthetic.shape import BROWS, EYES, JAW, LIPS_INNER, LIPS_OUTER, NOSE_BASE
 from asmnet_jax.synthetic.shape import NOSE_RIDGE, NUM_LANDMARKS
 
 __all__ = [
-    "CLEAN_FRONTAL_CONFIG", "DEFAULT_CONFIG", "NUM_LANDMARKS", "RenderConfig", "draw_landmarks",
+    "CLEAN_FRONTAL_CONFIG", "DEFAULT_CONFIG", "NUM_LANDMARKS", "PHOTO_CONFIG", "RenderConfig",
+    "draw_landmarks",
     "project_points", "render_face", "sample_grid",
     "BROWS", "EYES", "JAW", "LIPS_INNER", "LIPS_OUTER", "NOSE_BASE", "NOSE_RIDGE",
 ]
@@ -67,11 +79,19 @@ def render_face(seed: int, image_size: int = 192,
       landmarks: float32 (68, 2), 0-based pixel x, y (pixel centres at integers), all
                  at least `config.margin` px inside the image.
       pose:      float32 (3,), yaw, pitch, roll in degrees (`asmnet_jax.core.rotation`).
-      points3d:  float64 (68, 3), the deformed face in the head frame (mean-face units).
+      points3d:  float64 (68, 3), the labelled points in the head frame (mean-face
+                 units): the deformed face; with `config.jaw_silhouette`, jaw points
+                 hidden by the turned face are moved onto its visible outline.
       camera:    dict(distance, scale, offset (2,)) such that
                  `project_points(points3d, pose, **camera) == landmarks` (float32).
   """
-  return _render.render_scene(_render.sample_scene(seed, image_size, config))
+  scene = _render.sample_scene(seed, image_size, config)
+  if config.style == "photo":
+    return _photo.render_scene(scene)
+  if config.style != "cartoon":
+    raise ValueError(f"RenderConfig.style: unknown style {config.style!r} "
+                     "(expected 'cartoon' or 'photo')")
+  return _render.render_scene(scene)
 
 
 def project_points(points: np.ndarray, pose: np.ndarray, distance: float,
@@ -142,11 +162,51 @@ def define_flags(fv: flags.FlagValues) -> None:
                        flag_values=fv)
   flags.DEFINE_integer("scale", 1, "Tile upscaling.", lower_bound=1, flag_values=fv)
   flags.DEFINE_boolean("no-landmarks", False, "Leave the landmarks out.", flag_values=fv)
+  flags.DEFINE_enum("style", "cartoon", list(STYLES), "Render preset.", flag_values=fv)
+  flags.DEFINE_integer("supersample", None, "Override the preset's supersampling factor.",
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("benchmark", 0, "Instead of a grid: render this many faces "
+                       "(seeds from --first-seed) in this process and print images/s.",
+                       lower_bound=0, flag_values=fv)
+
+
+# Render presets by --style name.
+STYLES = {"cartoon": DEFAULT_CONFIG, "photo": PHOTO_CONFIG}
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return "unknown CPU"
+
+
+def benchmark(n: int, image_size: int, config: RenderConfig, first_seed: int = 0) -> float:
+  """Renders n faces in this process (one core) after a warm-up; returns images/s."""
+  import time  # pylint: disable=g-import-not-at-top
+
+  render_face(first_seed + n, image_size, config)  # Caches (template, noise tiles).
+  start = time.perf_counter()
+  for seed in range(first_seed, first_seed + n):
+    render_face(seed, image_size, config)
+  return n / (time.perf_counter() - start)
 
 
 def _run(fv: flags.FlagValues) -> None:
   first = fv["first-seed"].value
-  grid = sample_grid(range(first, first + fv.n), fv.size, cols=fv.cols,
+  config = STYLES[fv.style]
+  if fv.supersample:
+    config = dataclasses.replace(config, supersample=fv.supersample)
+  if fv.benchmark:
+    rate = benchmark(fv.benchmark, fv.size, config, first)
+    print(f"{fv.style} style, {fv.size} px, supersample {config.supersample}: "
+          f"{rate:.1f} images/s on one core ({fv.benchmark} faces; {_cpu_model()})")
+    return
+  grid = sample_grid(range(first, first + fv.n), fv.size, config=config, cols=fv.cols,
                      with_landmarks=not fv["no-landmarks"].value, scale=fv.scale)
   with cli.reported(FileNotFoundError):  # --grid in a missing directory.
     grid.save(fv.grid)

@@ -57,6 +57,41 @@ class Scene:
   camera: dr.Camera  # Head frame -> output pixels.
   axis_scale: np.ndarray  # (3,) head-size scale per axis.
   expression: dict
+  points: np.ndarray  # (68, 3) head-frame points whose projections are the labels.
+
+
+def label_points(vertices: np.ndarray, rot: np.ndarray, distance: float,
+                 cfg: RenderConfig) -> np.ndarray:
+  """The head-frame points (68, 3) that the landmark labels are projections of.
+
+  The deformed landmarks `vertices[:68]`, except with `cfg.jaw_silhouette`: each jaw
+  point becomes the outermost point on screen of its row of the face surface
+  (`shape.jaw_rows`, from the jaw point toward the midline, on the curved surface
+  `shape.curved_surface_points` that the photo style renders), i.e. it stays where it
+  is while it is on the visible outline and slides onto the silhouette of the cheek
+  once the turned face hides it, as 300-W annotators place it. The rule depends only
+  on the rotation and the camera distance (not on the image scale or shift).
+
+  Args:
+    vertices: (V, 3) the deformed template, head frame.
+    rot: (3, 3) head-to-camera rotation.
+    distance: camera distance in face units.
+    cfg: the render config (`jaw_silhouette`).
+  """
+  points = vertices[:N]
+  if not cfg.jaw_silhouette:
+    return points
+  idx, w = sh.jaw_rows()
+  # On the curved surface the photo style draws (so the label sits on its outline).
+  rows = sh.curved_surface_points(vertices, sh.face_normals(vertices), idx, w)  # (17, S, 3)
+  rc = rows @ rot.T + [0.0, 0.0, distance]
+  p2 = rc[..., :2] / rc[..., 2:3]
+  outward = rot[:2, 0] / max(float(np.linalg.norm(rot[:2, 0])), 1e-9)  # Head +x on screen.
+  side = np.sign(sh.template().vertices[sh.JAW, 0]) * (np.abs(sh.JAW - 8) > 0)
+  best = np.argmax(side[:, None] * (p2 @ outward), axis=1)
+  points = points.copy()
+  points[sh.JAW] = rows[sh.JAW, best]
+  return points
 
 
 def sample_scene(seed: int, size: int, cfg: RenderConfig) -> Scene:
@@ -71,20 +106,21 @@ def sample_scene(seed: int, size: int, cfg: RenderConfig) -> Scene:
   pose = np.array([rng.uniform(*cfg.yaw), rng.uniform(*cfg.pitch), rng.uniform(*cfg.roll)])
   cam = dr.Camera(rotation.euler_to_rotation(*pose), rng.uniform(*cfg.camera_distance),
                   rng.uniform(*cfg.face_size) * size / 1.25, np.zeros(2))
+  points = label_points(vertices, cam.rot, cam.distance, cfg)
   # Shrink until the landmark box fits, then jitter it within the slack.
   lo_px, hi_px = cfg.margin, size - 1 - cfg.margin
   for _ in range(20):
-    lm = cam.project(vertices[:N])
+    lm = cam.project(points)
     extent = lm.max(axis=0) - lm.min(axis=0)
     if np.all(extent <= hi_px - lo_px):
       break
     cam.scale *= 0.97 * (hi_px - lo_px) / extent.max()
-  lm = cam.project(vertices[:N])
+  lm = cam.project(points)
   extent = lm.max(axis=0) - lm.min(axis=0)
   slack = np.maximum(0.5 * ((hi_px - lo_px) - extent), 0.0)
   jitter = rng.uniform(-1.0, 1.0, 2) * slack * cfg.shift
   cam.offset = 0.5 * (lo_px + hi_px) + jitter - 0.5 * (lm.max(axis=0) + lm.min(axis=0))
-  return Scene(rng, cfg, size, vertices, pose, cam, axis_scale, expression)
+  return Scene(rng, cfg, size, vertices, pose, cam, axis_scale, expression, points)
 
 
 # ----------------------------------------------------------------------------------
@@ -560,8 +596,8 @@ def render_scene(scene: Scene) -> dict[str, Any]:
   return {
       "image": image,
       "jpeg": jpeg,
-      "landmarks": cam.project(scene.vertices[:N]).astype(np.float32),
+      "landmarks": cam.project(scene.points).astype(np.float32),
       "pose": scene.pose.astype(np.float32),
-      "points3d": scene.vertices[:N].copy(),
+      "points3d": scene.points.copy(),
       "camera": {"distance": cam.distance, "scale": cam.scale, "offset": cam.offset.copy()},
   }

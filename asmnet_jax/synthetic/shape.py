@@ -278,3 +278,110 @@ def sample_deformation(rng: np.random.Generator, cfg: RenderConfig,
       d[brow, 0] += 0.03 * brow_raise * np.sign(x[brow]) * inner_w ** 4
   info.update(mouth_open=mouth_open, smile=smile, closing=closing)
   return d, axis_scale, info
+
+
+# Lip surfaces between the outer and inner lip chains (the face mesh leaves the outer
+# lip polygon open): upper lip 48-54 over 60-64, lower lip 54-48 over 64-60.
+UPPER_LIP_TRIANGLES = np.array([
+    [48, 49, 60], [49, 61, 60], [49, 50, 61], [50, 62, 61], [50, 51, 62], [51, 52, 62],
+    [52, 63, 62], [52, 53, 63], [53, 64, 63], [53, 54, 64]])
+LOWER_LIP_TRIANGLES = np.array([
+    [54, 55, 64], [55, 65, 64], [55, 56, 65], [56, 66, 65], [56, 57, 66], [57, 58, 66],
+    [58, 67, 66], [58, 59, 67], [59, 60, 67], [59, 48, 60]])
+
+
+@functools.cache
+def lip_surface_triangles() -> np.ndarray:
+  """`UPPER_LIP_TRIANGLES` and `LOWER_LIP_TRIANGLES`, wound like the face mesh (-z)."""
+  v = template().vertices.copy()
+  # The inner chain is flat at rest; a little opening makes the winding well defined.
+  v[[61, 62, 63], 1] -= 0.01
+  v[[65, 66, 67], 1] += 0.01
+  tri = np.concatenate([UPPER_LIP_TRIANGLES, LOWER_LIP_TRIANGLES])
+  n = np.cross(v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]])
+  tri = np.where((n[:, 2] > 0)[:, None], tri[:, ::-1], tri)
+  tri.setflags(write=False)
+  return tri
+
+
+def face_normals(vertices: np.ndarray) -> np.ndarray:
+  """Unit vertex normals (V, 3) of the deformed face mesh and lips (area-weighted);
+  zero for vertices on neither (the photo style's smooth surface uses these)."""
+  tri = np.concatenate([template().triangles, lip_surface_triangles()])
+  n = np.cross(vertices[tri[:, 1]] - vertices[tri[:, 0]], vertices[tri[:, 2]] - vertices[tri[:, 0]])
+  vn = np.zeros_like(vertices)
+  for k in range(3):
+    np.add.at(vn, tri[:, k], n)
+  return vn / np.maximum(np.linalg.norm(vn, axis=-1, keepdims=True), 1e-12)
+
+
+def curved_midpoint(pa: np.ndarray, pb: np.ndarray, na: np.ndarray, nb: np.ndarray) -> np.ndarray:
+  """The midpoint (..., 3) of edge a-b on the surface its end normals imply: the middle
+  of the cubic whose end tangents lie in the tangent planes (a PN-triangle edge)."""
+  d = pb - pa
+  wa = np.sum(d * na, axis=-1, keepdims=True)
+  wb = -np.sum(d * nb, axis=-1, keepdims=True)
+  return 0.5 * (pa + pb) - (wa * na + wb * nb) / 8.0
+
+
+def curved_surface_points(vertices: np.ndarray, normals: np.ndarray, idx: np.ndarray,
+                          w: np.ndarray) -> np.ndarray:
+  """Points (..., 3) of the once-subdivided curved surface at barycentrics `w` (..., 3)
+  of the triangles `idx` (..., 3): each triangle is split in four at its
+  `curved_midpoint`s and the point is interpolated linearly in its quarter."""
+  a, b, c = (vertices[idx[..., k]] for k in range(3))
+  na, nb, nc = (normals[idx[..., k]] for k in range(3))
+  mab, mbc, mca = (curved_midpoint(a, b, na, nb), curved_midpoint(b, c, nb, nc),
+                   curved_midpoint(c, a, nc, na))
+  l0, l1, l2 = (w[..., k:k + 1] for k in range(3))
+  c0, c1, c2 = l0 >= 0.5, l1 >= 0.5, l2 >= 0.5
+  centre = ~(c0 | c1 | c2)
+  z = np.zeros_like(l0)
+  wa = np.where(c0, 2 * l0 - 1, z)
+  wb = np.where(c1, 2 * l1 - 1, z)
+  wc = np.where(c2, 2 * l2 - 1, z)
+  wab = np.where(c0, 2 * l1, np.where(c1, 2 * l0, np.where(centre, 1 - 2 * l2, z)))
+  wbc = np.where(c1, 2 * l2, np.where(c2, 2 * l1, np.where(centre, 1 - 2 * l0, z)))
+  wca = np.where(c0, 2 * l2, np.where(c2, 2 * l0, np.where(centre, 1 - 2 * l1, z)))
+  return wa * a + wb * b + wc * c + wab * mab + wbc * mbc + wca * mca
+
+
+@functools.cache
+def jaw_rows(samples: int = 14, reach: float = 0.65) -> tuple[np.ndarray, np.ndarray]:
+  """Surface points on each jaw point's horizontal row, as template barycentrics.
+
+  Row j runs in the frontal (x, y) plane of the template from jaw point j toward the
+  midline x = 0 at the same height, over the fraction `reach` of the way (so that it
+  stays on the cheek and never reaches the nose). Each sample is a point of the
+  triangulated face surface, so it follows any deformation of the vertices.
+
+  Returns:
+    (vertex indices int (17, samples, 3), weights float (17, samples, 3)): the row
+    points of a deformed head are `sum_k weights[..., k] * vertices[indices[..., k]]`.
+    Sample 0 is the jaw point itself; samples off the surface repeat the previous one.
+  """
+  import matplotlib.tri  # pylint: disable=g-import-not-at-top
+
+  v = template().vertices
+  used = np.array([i for i in range(len(v)) if not 60 <= i < 68])
+  triang = matplotlib.tri.Triangulation(v[used, 0], v[used, 1])
+  finder = triang.get_trifinder()
+  idx = np.zeros((len(JAW), samples, 3), np.int64)
+  w = np.zeros((len(JAW), samples, 3))
+  t = np.linspace(0.0, reach, samples)
+  for j in JAW:
+    idx[j, 0], w[j, 0] = j, [1.0, 0.0, 0.0]
+    for s in range(1, samples):
+      x, y = v[j, 0] * (1.0 - t[s]), v[j, 1]
+      k = int(finder(x, y))
+      if k < 0:
+        idx[j, s], w[j, s] = idx[j, s - 1], w[j, s - 1]
+        continue
+      corners = used[triang.triangles[k]]
+      a, b, c = v[corners, :2]
+      m = np.array([[b[0] - a[0], c[0] - a[0]], [b[1] - a[1], c[1] - a[1]]])
+      l1, l2 = np.linalg.solve(m, [x - a[0], y - a[1]])
+      idx[j, s], w[j, s] = corners, [1.0 - l1 - l2, l1, l2]
+  idx.setflags(write=False)
+  w.setflags(write=False)
+  return idx, w

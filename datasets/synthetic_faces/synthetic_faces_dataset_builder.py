@@ -36,17 +36,25 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
       the test split stays unseen).
     image_size: side of the square renders in pixels.
     workers: rendering processes (0: one per CPU core, 1: in-process).
+    render: the `RENDER_PRESETS` name of the render config ("default": the cartoon
+      style, "photo": `synthetic_faces.PHOTO_CONFIG`).
   """
   num_train: int = 5000
   num_validation: int = 500
   num_test: int = 500
   image_size: int = 192
   workers: int = 0
+  render: str = "default"
 
 
-def _render(args: tuple[int, int]) -> tuple[bytes, np.ndarray, np.ndarray]:
-  seed, size = args
-  out = synthetic_faces.render_face(seed, size)
+# Render configs a builder config can name (by name: jobs cross process boundaries).
+RENDER_PRESETS = {"default": synthetic_faces.DEFAULT_CONFIG,
+                  "photo": synthetic_faces.PHOTO_CONFIG}
+
+
+def _render(args: tuple[int, int, str]) -> tuple[bytes, np.ndarray, np.ndarray]:
+  seed, size, preset = args
+  out = synthetic_faces.render_face(seed, size, RENDER_PRESETS[preset])
   return out["jpeg"], out["landmarks"], out["pose"]
 
 
@@ -65,6 +73,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       SyntheticFacesConfig(
           name="tiny", description="48 train + 16 validation + 16 test faces, for tests.",
           num_train=48, num_validation=16, num_test=16, workers=1),
+      SyntheticFacesConfig(
+          name="photo",
+          description=("30000 train + 1000 validation + 1000 test photo-style faces "
+                       "(per-pixel shading, skin texture, natural backgrounds, camera "
+                       "effects, jaw on the visible silhouette), 128 px."),
+          num_train=30000, num_validation=1000, num_test=1000, image_size=128,
+          render="photo"),
+      SyntheticFacesConfig(
+          name="photo_tiny", description="12 train + 4 validation + 4 test photo-style "
+          "faces, 64 px, for tests.", num_train=12, num_validation=4, num_test=4,
+          image_size=64, workers=1, render="photo"),
   ]
 
   def __init__(self, *, file_format=None, **kwargs):
@@ -75,7 +94,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description=(
-            "Procedurally rendered faces (asmnet_jax.synthetic.faces): random identity, "
+            "Procedurally rendered faces (asmnet_jax.synthetic.faces; the photo configs in "
+            "the photo style of asmnet_jax.synthetic.photo): random identity, "
             "expression, head pose (yaw +-60, pitch +-30, roll +-30 degrees), lighting, hair, "
             "background clutter, occluders, blur, noise and JPEG artefacts, with the exact "
             "68 landmarks (iBUG 300-W order, 0-based pixels) and pose (yaw, pitch, roll in "
@@ -96,7 +116,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str, count: int) -> Iterator[tuple[str, dict]]:
     config = self.builder_config
     size = config.image_size
-    jobs = [(SEED_BASE[split] + i, size) for i in range(count)]
+    if config.render not in RENDER_PRESETS:
+      raise ValueError(f"synthetic_faces/{config.name}: unknown render preset "
+                       f"{config.render!r} (expected one of {sorted(RENDER_PRESETS)})")
+    jobs = [(SEED_BASE[split] + i, size, config.render) for i in range(count)]
     workers = config.workers or os.cpu_count() or 1
     if workers > 1 and count >= _MIN_PARALLEL:
       # "fork", not "spawn": spawn re-runs the caller's main script in each worker,
