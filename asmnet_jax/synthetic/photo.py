@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from asmnet_jax.core import rotation
 from asmnet_jax.synthetic import draw as dr
 from asmnet_jax.synthetic import raster
 from asmnet_jax.synthetic import render as rd
@@ -161,6 +160,16 @@ def _subdivide(p: np.ndarray, n: np.ndarray, ao: np.ndarray, tris: list[np.ndarr
            for k in range(len(tris))]
   return (np.concatenate([p, mid]), np.concatenate([n, nm]),
           np.concatenate([ao, 0.5 * (ao[a] + ao[b])]), parts)
+
+
+def _wrapped_grid_triangles(rows: int, cols: int) -> np.ndarray:
+  """(2 (rows - 1) cols, 3) vertex indices of a rows x cols grid (row-major) whose
+  columns wrap around, as a sphere's latitude-longitude grid does."""
+  idx = np.arange(rows * cols).reshape(rows, cols)
+  jn = np.roll(np.arange(cols), -1)
+  a, b, c, d = idx[:-1], idx[:-1, jn], idx[1:, jn], idx[1:]
+  return np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3),
+                         np.stack([a, c, d], -1).reshape(-1, 3)])
 
 
 @dataclasses.dataclass
@@ -340,12 +349,7 @@ class _PhotoFace:
     pts = (centre + dirs * axes).reshape(-1, 3)
     normals = (dirs / axes).reshape(-1, 3)
     normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
-    rows, cols = dirs.shape[:2]
-    idx = np.arange(rows * cols).reshape(rows, cols)
-    jn = np.roll(np.arange(cols), -1)
-    a, b, c, d = idx[:-1], idx[:-1, jn], idx[1:, jn], idx[1:]
-    tri = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3),
-                          np.stack([a, c, d], -1).reshape(-1, 3)])
+    tri = _wrapped_grid_triangles(*dirs.shape[:2])
     mesh.add(self.cam.to_camera(pts), normals @ self.rot.T, pts, 1.0, tri, HAT, _L_HAT)
 
   def _face(self, mesh: _Mesh) -> None:
@@ -404,12 +408,7 @@ class _PhotoFace:
     pts = centre + (pts - centre) * puff[..., None]
     normals = dirs / axes
     normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
-    t, p = dirs.shape[:2]
-    idx = np.arange(t * p).reshape(t, p)
-    jn = np.roll(np.arange(p), -1)
-    a, b, c, d = idx[:-1], idx[:-1, jn], idx[1:, jn], idx[1:]
-    tri = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3),
-                          np.stack([a, c, d], -1).reshape(-1, 3)])
+    tri = _wrapped_grid_triangles(*dirs.shape[:2])
     flat_pts = pts.reshape(-1, 3)
     mesh.add(self.cam.to_camera(flat_pts), normals.reshape(-1, 3) @ self.rot.T, flat_pts, 1.0,
              tri, SCALP, _L_SKULL)
@@ -427,18 +426,9 @@ class _PhotoFace:
                fan, EAR, _L_EAR)
 
   def _body(self, mesh: _Mesh) -> None:
-    look, cam, pose, rng = self.look, self.cam, self.scene.pose, self.rng
-    body_rot = rotation.euler_to_rotation(0.25 * pose[0], 0.0, 0.3 * pose[2])
-    neck_rot = rotation.euler_to_rotation(0.4 * pose[0], 0.2 * pose[1], 0.4 * pose[2])
-    pivot = np.array([0.0, 0.35, 0.40]) * self.scene.axis_scale
-    pivot_c = cam.to_camera(pivot[None])[0]
-
-    def body_to_camera(p, r):
-      return (p - pivot) @ r.T + pivot_c
-
-    outline = np.array([[-0.40, 0.92], [-0.95, 1.08], [-1.55, 1.3], [-1.9, 2.6], [1.9, 2.6],
-                        [1.55, 1.3], [0.95, 1.08], [0.40, 0.92]])
-    outline *= [rng.uniform(0.9, 1.2), 1.0]
+    look, rng = self.look, self.rng
+    body_rot, neck_rot, body_to_camera = rd.body_frame(self.scene, self.cam)
+    outline = rd.torso_outline(rng)
     torso = np.concatenate([outline, np.full((len(outline), 1), 0.5)], axis=1)
     torso = np.concatenate([torso, [[0.0, 1.5, 0.4]]])
     tn = np.stack([0.5 * np.tanh(torso[:, 0]), np.full(len(torso), -0.4), -np.ones(len(torso))], 1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -194,6 +194,30 @@ def _azimuth(p: np.ndarray) -> np.ndarray:
 # Drawing.
 
 
+def body_frame(scene: Scene, cam: dr.Camera
+               ) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+  """(torso rotation (3, 3), neck rotation (3, 3), body_to_camera(points (..., 3) head
+  frame, rotation) -> camera frame): the body turns less than the head, and the neck
+  bends between them, about a pivot under the skull."""
+  pose = scene.pose
+  body_rot = rotation.euler_to_rotation(0.25 * pose[0], 0.0, 0.3 * pose[2])
+  neck_rot = rotation.euler_to_rotation(0.4 * pose[0], 0.2 * pose[1], 0.4 * pose[2])
+  pivot = np.array([0.0, 0.35, 0.40]) * scene.axis_scale
+  pivot_c = cam.to_camera(pivot[None])[0]
+
+  def body_to_camera(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+    return (p - pivot) @ r.T + pivot_c
+
+  return body_rot, neck_rot, body_to_camera
+
+
+def torso_outline(rng: np.random.Generator) -> np.ndarray:
+  """(8, 2) head-frame x, y of the shoulders' outline, of a random width."""
+  outline = np.array([[-0.40, 0.92], [-0.95, 1.08], [-1.55, 1.3], [-1.9, 2.6], [1.9, 2.6],
+                      [1.55, 1.3], [0.95, 1.08], [0.40, 0.92]])
+  return outline * [rng.uniform(0.9, 1.2), 1.0]
+
+
 class _Face:
   """One face being drawn: the scene, its canvas camera, its look, the painter."""
 
@@ -232,19 +256,9 @@ class _Face:
   # Layers 1-3: body, neck, skull, hair, ears.
 
   def body(self) -> None:
-    look, cam, pose = self.look, self.cam, self.scene.pose
-    # The body turns less than the head; the neck bends between them.
-    body_rot = rotation.euler_to_rotation(0.25 * pose[0], 0.0, 0.3 * pose[2])
-    neck_rot = rotation.euler_to_rotation(0.4 * pose[0], 0.2 * pose[1], 0.4 * pose[2])
-    pivot = np.array([0.0, 0.35, 0.40]) * self.scene.axis_scale
-    pivot_c = cam.to_camera(pivot[None])[0]
-
-    def body_to_camera(p, r):
-      return (p - pivot) @ r.T + pivot_c
-
-    outline = np.array([[-0.40, 0.92], [-0.95, 1.08], [-1.55, 1.3], [-1.9, 2.6], [1.9, 2.6],
-                        [1.55, 1.3], [0.95, 1.08], [0.40, 0.92]])
-    outline *= [self.rng.uniform(0.9, 1.2), 1.0]
+    look, cam = self.look, self.cam
+    body_rot, neck_rot, body_to_camera = body_frame(self.scene, cam)
+    outline = torso_outline(self.rng)
     torso = np.concatenate([outline, np.full((len(outline), 1), 0.5)], axis=1)
     self.painter.add(1, 10.0, dr.polygon(cam.project_camera(body_to_camera(torso, body_rot)),
                                          look.colour(look.shirt, 0.5 + 0.5 * look.ambient)))
