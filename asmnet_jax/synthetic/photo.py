@@ -901,12 +901,4 @@ class _PhotoFace:
 def render_scene(scene: rd.Scene) -> dict[str, Any]:
   """Draws a sampled scene in the photo style; see `faces.render_face`."""
   image, jpeg = _PhotoFace(scene).render()
-  cam = scene.camera
-  return {
-      "image": image,
-      "jpeg": jpeg,
-      "landmarks": cam.project(scene.points).astype(np.float32),
-      "pose": scene.pose.astype(np.float32),
-      "points3d": scene.points.copy(),
-      "camera": {"distance": cam.distance, "scale": cam.scale, "offset": cam.offset.copy()},
-  }
+  return rd.scene_result(scene, image, jpeg)

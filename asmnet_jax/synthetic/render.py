@@ -593,6 +593,19 @@ class _Face:
     return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")), jpeg
 
 
+def scene_result(scene: Scene, image: np.ndarray, jpeg: bytes) -> dict[str, Any]:
+  """`faces.render_face`'s dict for a drawn scene: the pixels and their exact labels."""
+  cam = scene.camera
+  return {
+      "image": image,
+      "jpeg": jpeg,
+      "landmarks": cam.project(scene.points).astype(np.float32),
+      "pose": scene.pose.astype(np.float32),
+      "points3d": scene.points.copy(),
+      "camera": {"distance": cam.distance, "scale": cam.scale, "offset": cam.offset.copy()},
+  }
+
+
 def render_scene(scene: Scene) -> dict[str, Any]:
   """Draws a sampled scene; see `asmnet_jax.synthetic.faces.render_face`."""
   face = _Face(scene)
@@ -606,12 +619,4 @@ def render_scene(scene: Scene) -> dict[str, Any]:
   face.lips()
   face.occluders()
   image, jpeg = face.paint()
-  cam = scene.camera
-  return {
-      "image": image,
-      "jpeg": jpeg,
-      "landmarks": cam.project(scene.points).astype(np.float32),
-      "pose": scene.pose.astype(np.float32),
-      "points3d": scene.points.copy(),
-      "camera": {"distance": cam.distance, "scale": cam.scale, "offset": cam.offset.copy()},
-  }
+  return scene_result(scene, image, jpeg)
