@@ -257,9 +257,10 @@ def load_photo(path: str) -> np.ndarray:
 # Scoring.
 
 
-def match_detections(landmark_boxes: np.ndarray, detection_boxes: np.ndarray,
-                     max_size_ratio: float = MAX_SIZE_RATIO) -> np.ndarray:
-  """Which detection found each annotated face (module doc's rule).
+def detection_candidates(landmark_boxes: np.ndarray, detection_boxes: np.ndarray,
+                         max_size_ratio: float = MAX_SIZE_RATIO
+                         ) -> tuple[np.ndarray, np.ndarray]:
+  """Which detection could have found which face (module doc's rule), and how far.
 
   Args:
     landmark_boxes: (k, 4) x0 y0 x1 y1 of the faces' ground-truth landmarks.
@@ -267,9 +268,9 @@ def match_detections(landmark_boxes: np.ndarray, detection_boxes: np.ndarray,
     max_size_ratio: the largest ratio of the two sizes sqrt(w * h).
 
   Returns:
-    int (k,): the index of each face's detection, or -1 for a missed face. Pairs
-    whose detection contains the face's landmark-box centre and whose sizes are
-    within the ratio are taken one-to-one, closest box centres first.
+    (candidate bool (k, m): the detection contains the face's landmark-box centre
+    and the sizes are within the ratio; distance float64 (k, m): between the two
+    box centres, pixels).
   """
   faces = np.asarray(landmark_boxes, np.float64).reshape(-1, 4)
   found = np.asarray(detection_boxes, np.float64).reshape(-1, 4)
@@ -281,9 +282,28 @@ def match_detections(landmark_boxes: np.ndarray, detection_boxes: np.ndarray,
   inside = np.all((lo <= centre[:, None]) & (centre[:, None] <= hi), axis=-1)  # (k, m)
   ratio = found_size[None, :] / np.maximum(size[:, None], 1e-9)
   candidate = inside & (ratio <= max_size_ratio) & (ratio >= 1.0 / max_size_ratio)
-  distance = np.linalg.norm(centre[:, None] - found_centre[None], axis=-1)
-  matches = np.full(len(faces), -1, np.int64)
-  taken = np.zeros(len(found), bool)
+  return candidate, np.linalg.norm(centre[:, None] - found_centre[None], axis=-1)
+
+
+def match_detections(landmark_boxes: np.ndarray, detection_boxes: np.ndarray,
+                     max_size_ratio: float = MAX_SIZE_RATIO) -> np.ndarray:
+  """Which detection found each annotated face (module doc's rule).
+
+  Args: as `detection_candidates`.
+
+  Returns:
+    int (k,): the index of each face's detection, or -1 for a missed face. Of the
+    `detection_candidates`, pairs are taken one-to-one, closest box centres first.
+  """
+  return pair_candidates(*detection_candidates(landmark_boxes, detection_boxes,
+                                               max_size_ratio))
+
+
+def pair_candidates(candidate: np.ndarray, distance: np.ndarray) -> np.ndarray:
+  """`detection_candidates`' output -> int (k,) each face's detection or -1: pairs
+  taken one-to-one, closest box centres first."""
+  matches = np.full(candidate.shape[0], -1, np.int64)
+  taken = np.zeros(candidate.shape[1], bool)
   for i, j in sorted(zip(*np.nonzero(candidate)), key=lambda ij: distance[ij]):
     if matches[i] < 0 and not taken[j]:
       matches[i], taken[j] = j, True

@@ -42,6 +42,7 @@ from absl import flags
 from asmnet_jax import cli
 from asmnet_jax.core import geometry
 from asmnet_jax.data import images
+from asmnet_jax.evaluate import photos as photo_scoring
 from asmnet_jax.inference import detection
 from asmnet_jax.runtime import machine
 
@@ -49,7 +50,7 @@ DETECTORS: dict[str, Callable[[], detection.FaceDetector]] = {
     "haar": detection.HaarFaceDetector,
     "mtcnn": detection.MtcnnFaceDetector,
 }
-MAX_SIZE_RATIO = 2.0  # of the matching rule (module doc).
+MAX_SIZE_RATIO = photo_scoring.MAX_SIZE_RATIO  # of the matching rule (module doc).
 
 
 def load_annotations(folder: str) -> tuple[dict[str, list[np.ndarray]], list[str]]:
@@ -91,39 +92,25 @@ def load_annotations(folder: str) -> tuple[dict[str, list[np.ndarray]], list[str
 
 
 def match(boxes: np.ndarray, face_boxes: np.ndarray) -> dict[str, Any]:
-  """Pairs detections with faces by the rule of the module doc.
+  """Pairs detections with faces by the rule of the module doc
+  (`asmnet_jax.evaluate.photos.match_detections`, which the scoring command uses too).
 
   Args:
     boxes: (k, 4) detections x0 y0 x1 y1.
     face_boxes: (n, 4) landmark boxes x0 y0 x1 y1.
   Returns:
-    dict(pairs [(detection, face)], false_positives, duplicates, missed [face]).
+    dict(pairs [(detection, face)] closest first, false_positives, duplicates,
+    missed [face]).
   """
   boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-  face_boxes = np.asarray(face_boxes, np.float64).reshape(-1, 4)
-  centres = 0.5 * (face_boxes[:, :2] + face_boxes[:, 2:])
-  face_size = np.sqrt(np.prod(face_boxes[:, 2:] - face_boxes[:, :2], axis=1))
-  box_size = np.sqrt(np.prod(np.maximum(boxes[:, 2:] - boxes[:, :2], 0.0), axis=1))
-  contains = np.all((boxes[:, None, :2] <= centres[None]) & (centres[None] <= boxes[:, None, 2:]),
-                    axis=-1)
-  ratio = box_size[:, None] / face_size[None]
-  allowed = contains & (ratio <= MAX_SIZE_RATIO) & (ratio >= 1.0 / MAX_SIZE_RATIO)
-  distance = np.linalg.norm(0.5 * (boxes[:, None, :2] + boxes[:, None, 2:]) - centres[None],
-                            axis=-1)
-  pairs, used_boxes, used_faces = [], set(), set()
-  for flat in np.argsort(np.where(allowed, distance, np.inf), axis=None, kind="stable"):
-    d, f = np.unravel_index(flat, allowed.shape)
-    if not allowed[d, f]:
-      break
-    if d not in used_boxes and f not in used_faces:
-      pairs.append((int(d), int(f)))
-      used_boxes.add(d)
-      used_faces.add(f)
-  unpaired = [d for d in range(len(boxes)) if d not in used_boxes]
-  duplicates = sum(bool(allowed[d].any()) for d in unpaired)
+  allowed, distance = photo_scoring.detection_candidates(face_boxes, boxes, MAX_SIZE_RATIO)
+  face_of = photo_scoring.pair_candidates(allowed, distance)
+  found = np.flatnonzero(face_of >= 0)
+  pairs = sorted(((int(face_of[f]), int(f)) for f in found), key=lambda p: distance[p[1], p[0]])
+  unpaired = np.setdiff1d(np.arange(len(boxes)), face_of[found])
+  duplicates = int(allowed[:, unpaired].any(axis=0).sum())
   return {"pairs": pairs, "false_positives": len(unpaired) - duplicates,
-          "duplicates": duplicates,
-          "missed": [f for f in range(len(face_boxes)) if f not in used_faces]}
+          "duplicates": duplicates, "missed": np.flatnonzero(face_of < 0).tolist()}
 
 
 def relation(boxes: np.ndarray, face_boxes: np.ndarray) -> np.ndarray:
