@@ -63,3 +63,5 @@ CLEAN_FRONTAL_CONFIG = RenderConfig(
 # time; the camera effects' blur and resampling soften the edges.
 PHOTO_CONFIG = RenderConfig(style="photo", jaw_silhouette=True, face_size=(0.45, 0.7),
                             occluder_prob=0.2, supersample=1)
+# The presets by style name (`faces.py --style`, the dataset builder's `render`).
+PRESETS = {"cartoon": DEFAULT_CONFIG, "photo": PHOTO_CONFIG}

@@ -39,6 +39,7 @@ import dataclasses
 import math
 import os
 import sys
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -51,12 +52,13 @@ from asmnet_jax.synthetic import draw as _draw
 from asmnet_jax.synthetic import photo as _photo
 from asmnet_jax.synthetic import render as _render
 from asmnet_jax.synthetic.config import CLEAN_FRONTAL_CONFIG, DEFAULT_CONFIG, PHOTO_CONFIG
-from asmnet_jax.synthetic.config import RenderConfig
+from asmnet_jax.synthetic.config import PRESETS, RenderConfig
 from asmnet_jax.synthetic.shape import BROWS, EYES, JAW, LIPS_INNER, LIPS_OUTER, NOSE_BASE
 from asmnet_jax.synthetic.shape import NOSE_RIDGE, NUM_LANDMARKS
 
 __all__ = [
-    "CLEAN_FRONTAL_CONFIG", "DEFAULT_CONFIG", "NUM_LANDMARKS", "PHOTO_CONFIG", "RenderConfig",
+    "CLEAN_FRONTAL_CONFIG", "DEFAULT_CONFIG", "NUM_LANDMARKS", "PHOTO_CONFIG", "PRESETS",
+    "RenderConfig",
     "draw_landmarks",
     "project_points", "render_face", "sample_grid",
     "BROWS", "EYES", "JAW", "LIPS_INNER", "LIPS_OUTER", "NOSE_BASE", "NOSE_RIDGE",
@@ -162,7 +164,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        flag_values=fv)
   flags.DEFINE_integer("scale", 1, "Tile upscaling.", lower_bound=1, flag_values=fv)
   flags.DEFINE_boolean("no-landmarks", False, "Leave the landmarks out.", flag_values=fv)
-  flags.DEFINE_enum("style", "cartoon", list(STYLES), "Render preset.", flag_values=fv)
+  flags.DEFINE_enum("style", "cartoon", list(PRESETS), "Render preset.", flag_values=fv)
   flags.DEFINE_integer("supersample", None, "Override the preset's supersampling factor.",
                        lower_bound=1, flag_values=fv)
   flags.DEFINE_integer("benchmark", 0, "Instead of a grid: render this many faces "
@@ -170,25 +172,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                        lower_bound=0, flag_values=fv)
 
 
-# Render presets by --style name.
-STYLES = {"cartoon": DEFAULT_CONFIG, "photo": PHOTO_CONFIG}
-
-
-def _cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return "unknown CPU"
-
-
 def benchmark(n: int, image_size: int, config: RenderConfig, first_seed: int = 0) -> float:
   """Renders n faces in this process (one core) after a warm-up; returns images/s."""
-  import time  # pylint: disable=g-import-not-at-top
-
   render_face(first_seed + n, image_size, config)  # Caches (template, noise tiles).
   start = time.perf_counter()
   for seed in range(first_seed, first_seed + n):
@@ -198,13 +183,16 @@ def benchmark(n: int, image_size: int, config: RenderConfig, first_seed: int = 0
 
 def _run(fv: flags.FlagValues) -> None:
   first = fv["first-seed"].value
-  config = STYLES[fv.style]
+  config = PRESETS[fv.style]
   if fv.supersample:
     config = dataclasses.replace(config, supersample=fv.supersample)
   if fv.benchmark:
+    # Imported here: it imports jax, which rendering (and its worker processes) never need.
+    from asmnet_jax.runtime import machine  # pylint: disable=g-import-not-at-top
     rate = benchmark(fv.benchmark, fv.size, config, first)
     print(f"{fv.style} style, {fv.size} px, supersample {config.supersample}: "
-          f"{rate:.1f} images/s on one core ({fv.benchmark} faces; {_cpu_model()})")
+          f"{rate:.1f} images/s on one core ({fv.benchmark} faces; "
+          f"{machine.cpu_description()})")
     return
   grid = sample_grid(range(first, first + fv.n), fv.size, config=config, cols=fv.cols,
                      with_landmarks=not fv["no-landmarks"].value, scale=fv.scale)

@@ -36,25 +36,20 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
       the test split stays unseen).
     image_size: side of the square renders in pixels.
     workers: rendering processes (0: one per CPU core, 1: in-process).
-    render: the `RENDER_PRESETS` name of the render config ("default": the cartoon
-      style, "photo": `synthetic_faces.PHOTO_CONFIG`).
+    render: the `synthetic_faces.PRESETS` name of the render config ("cartoon":
+      `DEFAULT_CONFIG`, "photo": `PHOTO_CONFIG`); by name, as jobs cross processes.
   """
   num_train: int = 5000
   num_validation: int = 500
   num_test: int = 500
   image_size: int = 192
   workers: int = 0
-  render: str = "default"
-
-
-# Render configs a builder config can name (by name: jobs cross process boundaries).
-RENDER_PRESETS = {"default": synthetic_faces.DEFAULT_CONFIG,
-                  "photo": synthetic_faces.PHOTO_CONFIG}
+  render: str = "cartoon"
 
 
 def _render(args: tuple[int, int, str]) -> tuple[bytes, np.ndarray, np.ndarray]:
   seed, size, preset = args
-  out = synthetic_faces.render_face(seed, size, RENDER_PRESETS[preset])
+  out = synthetic_faces.render_face(seed, size, synthetic_faces.PRESETS[preset])
   return out["jpeg"], out["landmarks"], out["pose"]
 
 
@@ -116,9 +111,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str, count: int) -> Iterator[tuple[str, dict]]:
     config = self.builder_config
     size = config.image_size
-    if config.render not in RENDER_PRESETS:
+    if config.render not in synthetic_faces.PRESETS:
       raise ValueError(f"synthetic_faces/{config.name}: unknown render preset "
-                       f"{config.render!r} (expected one of {sorted(RENDER_PRESETS)})")
+                       f"{config.render!r} (expected one of {sorted(synthetic_faces.PRESETS)})")
     jobs = [(SEED_BASE[split] + i, size, config.render) for i in range(count)]
     workers = config.workers or os.cpu_count() or 1
     if workers > 1 and count >= _MIN_PARALLEL:
