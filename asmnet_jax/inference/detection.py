@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -47,6 +47,22 @@ FaceDetector = Callable[[np.ndarray], Detections]
 
 def no_detections() -> Detections:
   return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+
+def _within_side(cv2: Any, image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+  """(image area-downscaled to a longer side of at most max_side, the scale factor <= 1)."""
+  h, w = image.shape[:2]
+  factor = min(1.0, max_side / max(h, w))
+  if factor < 1.0:
+    image = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))),
+                       interpolation=cv2.INTER_AREA)
+  return image, factor
+
+
+def _best_first(boxes: np.ndarray, scores: np.ndarray) -> Detections:
+  """float32 Detections ordered by descending score (ties keep the detector's order)."""
+  order = np.argsort(-scores, kind="stable")
+  return Detections(boxes[order].astype(np.float32), scores[order].astype(np.float32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,11 +141,7 @@ class HaarFaceDetector:
     image = np.asarray(image)
     grey = image if image.ndim == 2 else cv2.cvtColor(
         np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
-    h, w = grey.shape
-    factor = min(1.0, self.max_side / max(h, w))
-    if factor < 1.0:
-      grey = cv2.resize(grey, (max(1, round(w * factor)), max(1, round(h * factor))),
-                        interpolation=cv2.INTER_AREA)
+    grey, factor = _within_side(cv2, grey, self.max_side)
     grey = cv2.equalizeHist(grey)  # Haar features assume normalised contrast.
     min_side = max(20, int(self.min_face_fraction * min(grey.shape)))
     rects, _, weights = self._classifier.detectMultiScale3(
@@ -142,8 +154,7 @@ class HaarFaceDetector:
     # Columns x..x+w-1 of the detected (maybe downscaled) image span its edge
     # coordinates [x, x + w]; edge e there is e / factor - 0.5 in original pixel centres.
     boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1) / factor - 0.5
-    order = np.argsort(-scores, kind="stable")
-    return Detections(boxes[order].astype(np.float32), scores[order].astype(np.float32))
+    return _best_first(boxes, scores)
 
 
 def _import_mtcnn():
@@ -235,10 +246,7 @@ class MtcnnFaceDetector:
     h, w = rgb.shape[:2]
     if min(h, w) < 12:
       return no_detections()  # smaller than P-Net's window: nothing to search.
-    factor = min(1.0, self.max_side / max(h, w))
-    if factor < 1.0:
-      rgb = cv2.resize(rgb, (max(1, round(w * factor)), max(1, round(h * factor))),
-                       interpolation=cv2.INTER_AREA)
+    rgb, factor = _within_side(cv2, rgb, self.max_side)
     self._mtcnn.min_face_size = max(12, round(self.min_face_size * factor))
     found = self._mtcnn.detect_faces(rgb)
     if not found:
@@ -254,8 +262,7 @@ class MtcnnFaceDetector:
     sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     keep = sides >= self.min_face_size
     boxes, scores = boxes[keep], scores[keep]
-    order = np.argsort(-scores, kind="stable")
-    return Detections(boxes[order].astype(np.float32), scores[order].astype(np.float32))
+    return _best_first(boxes, scores)
 
 
 def default_detector() -> FaceDetector:

@@ -110,13 +110,13 @@ def load_bundle(path: str = DEFAULT_BUNDLE) -> InferenceModel:
 
 
 def define_flags(fv: flags.FlagValues) -> None:
-  flags.DEFINE_string("workdir", None, "train.py work directory to bundle.", flag_values=fv)
+  flags.DEFINE_string("workdir", None, "train.py work directory to bundle.", required=True,
+                      flag_values=fv)
   flags.DEFINE_string("checkpoint", "best", '"best", "latest", or a step directory.',
                       flag_values=fv)
   flags.DEFINE_string("out", DEFAULT_BUNDLE, "The bundle file to write.", flag_values=fv)
   flags.DEFINE_string("command", "", "The command that trained the work directory "
                       "(recorded in the bundle).", flag_values=fv)
-  flags.mark_flag_as_required("workdir", flag_values=fv)
 
 
 def _run(fv: flags.FlagValues) -> None:
