@@ -460,3 +460,38 @@ def test_tfds_data_source(tmp_path):
 def test_training_config_defaults_are_the_pipeline_defaults():
   from asmnet_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
   assert config_lib.input_config(config_lib.base_config()) == ip.InputConfig()
+
+
+# -- horizontal flip -------------------------------------------------------------
+
+
+def test_flip_mirrors_image_points_and_pose():
+  """flip_probability=1 gives the mirror image of the unflipped crop: pixels reversed
+  along x, points mirrored and renumbered by the map, yaw and roll negated."""
+  records = make_records(4)
+  perm = np.roll(np.arange(N_POINTS)[::-1], 1)  # a valid involution of 12 ring points.
+  common = dict(rotation_deg=20.0, scale_range=(0.9, 1.0), **NO_PHOTO)
+  plain = next(ip.create_train_iterator(records, batch_size=4, config=_config(**common),
+                                        seed=3, shard_index=0, shard_count=1))
+  flipped = next(ip.create_train_iterator(
+      records, batch_size=4, seed=3, shard_index=0, shard_count=1,
+      config=_config(flip_probability=1.0, mirror_map=tuple(perm), **common)))
+  np.testing.assert_array_equal(flipped["index"], plain["index"])
+  # Bilinear samples at mirrored positions: equal up to rounding of the uint8 warp.
+  np.testing.assert_allclose(flipped["image"], plain["image"][:, :, ::-1], atol=1.5 / 255)
+  np.testing.assert_allclose(flipped["landmarks"],
+                             plain["landmarks"][:, perm] * np.array([-1.0, 1.0]), atol=1e-5)
+  np.testing.assert_allclose(flipped["pose"], plain["pose"] * np.array([-1.0, 1.0, -1.0]),
+                             atol=1e-4)
+  # crop_to_image still maps the crop's points back onto the source landmarks.
+  back = geometry.crop_to_image_points(flipped["landmarks"], flipped["crop_to_image"], SIZE)
+  source = np.stack([records[i]["landmarks"] for i in flipped["index"]])
+  np.testing.assert_allclose(back, source[:, perm], atol=1e-3)
+
+
+def test_flip_without_mirror_map_is_refused():
+  records = make_records(2)  # 12 points: no built-in map.
+  iterator = ip.create_train_iterator(records, batch_size=2, shard_index=0, shard_count=1,
+                                      config=_config(flip_probability=1.0))
+  with pytest.raises(ValueError, match="no mirror map for 12 points"):
+    next(iterator)

@@ -43,7 +43,7 @@ import grain
 import jax
 import numpy as np
 
-from asmnet_jax.core import geometry
+from asmnet_jax.core import geometry, mirror
 from asmnet_jax.data import augment
 
 __all__ = [
@@ -70,6 +70,11 @@ class InputConfig:
     crop, > 1 enlarges it and is clamped so that no landmark leaves the crop.
     No example is ever dropped: the crop box is fitted to the *rotated* landmarks
     (so rotation cannot push points out) and the zoom is clamped.
+  flip_probability: share of training crops mirrored left-right (0 disables):
+    the crop's x axis is reversed, the points renumbered by the mirror map, and yaw
+    and roll negated (`asmnet_jax.core.mirror`).
+  mirror_map: the mirror permutation of the points (`mirror.validate_permutation`);
+    None uses the built-in 68- or 98-point map.
   brightness, contrast, colour, noise, salt_pepper: see `augment.Photometric`.
   seed: default stream seed, for callers that do not pass one.
   worker_count: grain worker processes (0: in-process threads only). They end with
@@ -85,6 +90,8 @@ class InputConfig:
   eval_margin: float = 0.05
   rotation_deg: float = 0.0
   scale_range: tuple[float, float] = (1.0, 1.0)
+  flip_probability: float = 0.0
+  mirror_map: tuple[int, ...] | None = None
   brightness: float = 0.2
   contrast: float = 0.3
   colour: float = 0.3
@@ -100,6 +107,17 @@ class InputConfig:
   def photometric(self) -> augment.Photometric:
     return augment.Photometric(self.brightness, self.contrast, self.colour, self.noise,
                                self.salt_pepper)
+
+  def mirror_permutation(self, num_points: int) -> np.ndarray:
+    """The mirror map for `num_points` points, int32 (n,); ValueError if there is none."""
+    if self.mirror_map is not None:
+      return mirror.validate_permutation(self.mirror_map, num_points)
+    perm = mirror.builtin_permutation(num_points)
+    if perm is None:
+      raise ValueError(f"flip_probability={self.flip_probability}: no mirror map for "
+                       f"{num_points} points; the dataset must declare its left-right "
+                       "pairs to be flipped")
+    return perm
 
 
 def _shards(shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
@@ -130,10 +148,14 @@ def steps_per_epoch(num_examples: int, batch_size: int, shard_count: int | None 
 
 def _example(record: dict[str, Any], index: int, image_size: int, margins: np.ndarray,
              rotation_deg: float, scale: float, photometric: augment.Photometric | None,
-             rng: np.random.Generator | None, mask: bool) -> dict[str, np.ndarray]:
-  """One record -> one example dict (see module docstring)."""
+             rng: np.random.Generator | None, mask: bool,
+             flip_perm: np.ndarray | None = None) -> dict[str, np.ndarray]:
+  """One record -> one example dict (see module docstring); `flip_perm` mirrors it."""
   landmarks = np.asarray(record["landmarks"], np.float64)
   image_to_norm, _ = geometry.crop_matrix(landmarks, margins, rotation_deg, scale)
+  if flip_perm is not None:
+    # Normalised crop coordinates are centred on the crop: mirroring negates x.
+    image_to_norm = image_to_norm * np.array([[-1.0], [1.0]])
   image_to_crop = geometry.compose(geometry.norm_to_pixel_matrix(image_size), image_to_norm)
   crop_to_image = geometry.invert_affine(image_to_crop)
   pixels = augment.warp_image(record["image"], crop_to_image, image_size)
@@ -142,9 +164,13 @@ def _example(record: dict[str, Any], index: int, image_size: int, margins: np.nd
     # A content rotation by theta about the optical axis adds theta to the roll
     # (R' = Rz(theta) Rz(roll) Rx Ry, `asmnet_jax.core.rotation`); keep it in (-180, 180].
     pose[2] = 180.0 - (180.0 - (pose[2] + rotation_deg)) % 360.0
+  crop_landmarks = geometry.apply_affine(image_to_norm, landmarks)
+  if flip_perm is not None:
+    crop_landmarks = crop_landmarks[flip_perm]
+    pose = mirror.flip_pose(pose)
   out = {
       "image": augment.to_float_image(pixels, photometric, rng),
-      "landmarks": geometry.apply_affine(image_to_norm, landmarks).astype(np.float32),
+      "landmarks": crop_landmarks.astype(np.float32),
       "pose": pose.astype(np.float32),
       "mask": np.bool_(mask),
       "crop_to_image": crop_to_image.astype(np.float32),
@@ -202,8 +228,13 @@ class _TrainExample:
     rotation = float(rng.uniform(-c.rotation_deg, c.rotation_deg)) if c.rotation_deg else 0.0
     lo, hi = c.scale_range
     scale = float(rng.uniform(lo, hi)) if hi > lo else float(lo)
-    return _example(self.source[index], index, c.image_size, margins, rotation, scale,
-                    c.photometric, rng, mask=True)
+    record = self.source[index]
+    flip_perm = None
+    # Drawn only when enabled, so runs without flips keep their augmentation stream.
+    if c.flip_probability > 0 and rng.random() < c.flip_probability:
+      flip_perm = c.mirror_permutation(len(record["landmarks"]))
+    return _example(record, index, c.image_size, margins, rotation, scale,
+                    c.photometric, rng, mask=True, flip_perm=flip_perm)
 
 
 class _EvalExample:

@@ -65,6 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.eval_margin = input_defaults.eval_margin
   c.input.rotation_deg = input_defaults.rotation_deg
   c.input.scale_range = input_defaults.scale_range
+  c.input.flip_probability = input_defaults.flip_probability  # left-right mirroring.
   c.input.worker_count = input_defaults.worker_count  # grain worker processes for training.
 
   # Book-keeping.
@@ -128,6 +129,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     fail("dropout_rate", "must be in [0, 1)")
   if not config.pose_scale_deg > 0.0:
     fail("pose_scale_deg", "must be positive")
+  if not 0.0 <= config.input.get("flip_probability", 0.0) <= 1.0:
+    raise ValueError(f"config.input.flip_probability={config.input.flip_probability!r}: "
+                     "must be in [0, 1]")
   workers = config.input.worker_count
   if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
     raise ValueError(f"config.input.worker_count={workers!r}: must be 0 (in-process) "
@@ -144,6 +148,8 @@ def input_config(config: ml_collections.ConfigDict) -> pipeline.InputConfig:
       eval_margin=config.input.eval_margin,
       rotation_deg=config.input.rotation_deg,
       scale_range=tuple(config.input.scale_range),
+      # Runs stored before flips existed lack the field.
+      flip_probability=config.input.get("flip_probability", 0.0),
       worker_count=config.input.worker_count,
       seed=config.seed)
 
