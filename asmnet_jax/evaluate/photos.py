@@ -625,13 +625,15 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("out", "photo_scores", "Output directory.", flag_values=fv)
   flags.DEFINE_integer("refine_passes", 1, "Re-crops around the predicted landmarks.",
                        lower_bound=0, flag_values=fv)
+  flags.DEFINE_boolean("flip_test", False, "Average each face's prediction with that of "
+                       "its mirror image (twice the network time).", flag_values=fv)
   flags.DEFINE_boolean("draw", True, "Write one drawing per image.", flag_values=fv)
 
 
 def _predictor(fv: flags.FlagValues) -> Any:
   """The Predictor the flags name (imported here: --help needs no JAX)."""
   from asmnet_jax.inference import predictor as inference  # pylint: disable=g-import-not-at-top
-  kwargs = {"refine_passes": fv.refine_passes}
+  kwargs = {"refine_passes": fv.refine_passes, "flip_test": fv.flip_test}
   with cli.reported(FileNotFoundError, ValueError):  # not a work directory / step dir.
     if fv.workdir:
       if fv.checkpoint not in ("best", "latest"):
@@ -649,9 +651,7 @@ def _predictor(fv: flags.FlagValues) -> Any:
       raise cli.UsageError("no model given and this version bundles no pretrained one: "
                            "pass --workdir DIR (a train.py work directory) or --checkpoint "
                            "STEP_DIR")
-    predictor = pretrained()
-    predictor.refine_passes = fv.refine_passes  # read at each call.
-    return predictor
+    return pretrained(**kwargs)
 
 
 def _run(fv: flags.FlagValues, args: list[str]) -> int:
