@@ -37,6 +37,8 @@ from asmnet_jax.data import images
 from asmnet_jax.evaluate import plots
 from asmnet_jax.inference import predictor as inference
 from asmnet_jax.inference import pretrained
+from asmnet_jax.train import checkpoints
+from asmnet_jax.train import config as config_lib
 
 
 def draw_faces(image: np.ndarray, faces: Sequence[inference.Face], out_path: str) -> None:
@@ -78,8 +80,11 @@ def define_flags(fv: flags.FlagValues) -> None:
   """predict.py's flags (the images are positional arguments)."""
   flags.DEFINE_string("workdir", None, "A train.py work directory (default: the "
                       "pretrained model shipped in the package).", flag_values=fv)
-  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to use.",
-                    flag_values=fv)
+  flags.DEFINE_string("checkpoint", "best", "Which checkpoint to use: best, latest or a "
+                      "step number.", flag_values=fv)
+  flags.register_validator(
+      "checkpoint", lambda v: v in checkpoints.CHECKPOINT_CHOICES or v.isdigit(),
+      "must be best, latest or a step number", flag_values=fv)
   flags.DEFINE_string("out", "predictions", "Output directory.", flag_values=fv)
   flags.DEFINE_string("landmark_boxes_json", None,
                       "JSON {image path: [[x0, y0, x1, y1], ...]} of landmark bounding "
@@ -100,9 +105,13 @@ def _run(fv: flags.FlagValues, paths: list[str]) -> int:
     with cli.reported(pretrained.BundleError, status=cli.EXIT_FAILURE):
       predictor = inference.Predictor.pretrained(refine_passes=fv.refine_passes)
   else:
-    with cli.reported(FileNotFoundError):  # not a work directory, no checkpoint yet.
+    # Not a work directory, a bad config.json, no (readable) checkpoint.
+    with cli.reported(FileNotFoundError, config_lib.ConfigFileError,
+                      checkpoints.CheckpointError):
       predictor = inference.Predictor.from_workdir(fv.workdir, fv.checkpoint,
                                                    refine_passes=fv.refine_passes)
+    print(f"predict.py: {fv.checkpoint} checkpoint -> {predictor.model.source}",
+          file=sys.stderr)
   os.makedirs(fv.out, exist_ok=True)
   report = []
   for path, drawing in zip(paths, _drawing_names(paths)):
