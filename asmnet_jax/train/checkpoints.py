@@ -206,13 +206,19 @@ def restore_first_readable(paths: Sequence[str], restore: Callable[[str], T],
       f"no readable checkpoint in {what} (nothing was moved or deleted): {listed}")
 
 
-def _disk_error(error: BaseException) -> OSError | None:
-  """The OSError of a full, read-only or over-quota disk in `error`'s chain, if any."""
-  seen = 0
-  while error is not None and seen < 10:
-    if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
-      return error
-    error, seen = error.__cause__ or error.__context__, seen + 1
+def _disk_problem(error: BaseException) -> str | None:
+  """One line on a full, read-only or over-quota disk behind `error`, else None: an
+  OSError in its chain, or TensorStore's status saying so."""
+  texts, seen = [], error
+  while seen is not None and len(texts) < 10:
+    if isinstance(seen, OSError) and seen.errno in DISK_ERRNOS:
+      return f"{seen.strerror} ({seen.filename})" if seen.filename else seen.strerror
+    texts.append(str(seen))
+    seen = seen.__cause__ or seen.__context__
+  for text in texts:
+    if any(os.strerror(code) in text for code in DISK_ERRNOS):
+      match = _STATUS.search(text)
+      return f"{match.group(1)}: {match.group(2)}" if match else text.splitlines()[0][:300]
   return None
 
 
@@ -258,6 +264,7 @@ class CheckpointManager:
       CheckpointSaveError: the disk is full, read-only or over quota; the earlier
         checkpoints are intact and the unfinished one is cleaned up on the next start.
     """
+    _quiet_failed_reads()  # a failed write leaves the same noise as a failed read.
     try:
       with _orbax_tracebacks_dropped():
         self._latest.save(step, args=ocp.args.StandardSave(state), force=True)
@@ -266,15 +273,16 @@ class CheckpointManager:
                           metrics={"nme": float(nme)}, force=True)
         self.wait()
     except Exception as e:  # pylint: disable=broad-exception-caught
-      disk = _disk_error(e)
+      disk = _disk_problem(e)
       if disk is None:
         raise
-      kept = self._latest.latest_step()
-      kept = f"step {kept} is kept" if kept is not None and kept != step else "none was kept"
+      kept = [p for p in step_folders(self.directory) if p != os.path.join(self.directory,
+                                                                            str(step))]
+      kept = f"the last good checkpoint, {kept[0]}, is kept" if kept else "none was saved before"
       raise CheckpointSaveError(
           f"saving checkpoint step {step} under {os.path.dirname(self.directory)} "
-          f"failed: {disk.strerror} ({disk.filename or self.directory}); the last good "
-          f"checkpoint, {kept}. Free space, then run the same command to resume") from e
+          f"failed: {disk}; {kept}. Free "
+          "space, then run the same command to resume") from e
 
   def latest_step(self) -> int | None:
     return self._latest.latest_step()
