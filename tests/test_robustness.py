@@ -113,6 +113,16 @@ def test_evaluation_falls_back_past_damaged_best_and_latest(trained_run, tmp_pat
     checkpoints.step_dir(workdir, "60")
 
 
+def test_predictor_falls_back_past_a_damaged_best(trained_run, tmp_path):
+  from asmnet_jax.inference import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
+  workdir = trained_run.copy_to(tmp_path / "w")
+  _damage(os.path.join(workdir, "best", "60"), "default/_sharding", "truncate")
+  predictor = predictor_lib.Predictor.from_workdir(workdir, refine_passes=0)
+  assert predictor.model.source == os.path.join(workdir, "checkpoints", "60")
+  assert predictor.model.step == 60
+  assert os.listdir(os.path.join(workdir, "best", "damaged")) == ["60"]
+
+
 def test_training_resumes_from_the_previous_good_checkpoint(trained_run, tmp_path):
   """The training manager, with the state's own layout as the target."""
   import jax  # pylint: disable=g-import-not-at-top

@@ -47,8 +47,10 @@ DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
 T = TypeVar("T")
 
 
-class CheckpointError(RuntimeError):
-  """No checkpoint of a work directory can be read; the message says why for each."""
+class CheckpointError(ValueError):
+  """No checkpoint of a work directory can be read; the message says why for each.
+
+  A ValueError: the commands report it in one line like other bad input."""
 
 
 class CheckpointSaveError(RuntimeError):
