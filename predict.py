@@ -1,7 +1,7 @@
 """Predicts landmarks and head pose of the faces in images.
 
     python predict.py IMAGE [IMAGE ...] [--out DIR]       # the model shipped in the package
-    python predict.py --workdir DIR IMAGE [IMAGE ...] [--checkpoint latest]  # your own
+    python predict.py --workdir DIR IMAGE [IMAGE ...] [--checkpoint latest|STEP]  # your own
 
 For each image writes OUT/<name>.png (the image with its face boxes, landmarks and
 pose axes: red x, green y, blue the facing direction) and OUT/predictions.json:
@@ -10,8 +10,10 @@ pose axes: red x, green y, blue the facing direction) and OUT/predictions.json:
                "pose_deg": {"yaw": ., "pitch": ., "roll": .},
                "landmarks": [[x, y], ...]}]}, ...]
 An unreadable image gets {"image": path, "error": message, "faces": []}, and the
-exit status is 1 once the others are done; a wrong --workdir or
---landmark_boxes_json stops with one line `error: ...` (exit status 2).
+exit status is 1 once the others are done; a wrong --workdir (or one without a
+readable checkpoint) or --landmark_boxes_json stops with one line `error: ...`
+(exit status 2). It says which checkpoint it used; a damaged one is moved aside and
+the next older one used (docs/training.md).
 Coordinates are pixels of the image as displayed (EXIF orientation applied),
 0-based with pixel centres on integers; faces come from the predictor's face
 detector unless --landmark_boxes_json gives boxes. See

@@ -25,8 +25,8 @@ so that tests can call `main([...])` in-process and no flag is defined at import
 time (two commands' `--workdir` never collide). `run`:
   * prints the module docstring and the flags for -h / --help / --helpfull (exit 0);
   * turns usage errors (an unknown flag, a missing required one, a bad value, an
-    unknown `--config.<field>`, an unloadable config file, extra positional
-    arguments) and `CommandError`s into one line `error: <message>` on stderr, with
+    unknown `--config.<field>` (named with the closest fields, difflib), an
+    unloadable config file, extra positional arguments) and `CommandError`s into one line `error: <message>` on stderr, with
     exit status 2 for usage errors (`UsageError`) and `CommandError.status` for the
     others; `--verbose` (defined on every command) adds the traceback;
   * logs at INFO through absl's handler;

@@ -136,8 +136,12 @@ def test_training_resumes_from_the_previous_good_checkpoint(trained_run, tmp_pat
     assert int(restored["step"]) == 30 and manager.latest_step() == 30
     np.testing.assert_array_equal(restored["opt_state"][0]["mu"]["heads"]["pose"]["bias"],
                                   tree["opt_state"][0]["mu"]["heads"]["pose"]["bias"])
+    # Trained on, the run saves step 60 again; best/60 (saved before) stays.
+    manager.save(60, restored, nme=0.5)
+    assert manager.latest_step() == 60 and manager.best_step() == 60
   finally:
     manager.close()
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["30", "60", "damaged"]
 
 
 def test_train_stops_when_no_checkpoint_is_readable_and_changes_nothing(

@@ -269,11 +269,15 @@ class CheckpointManager:
     _quiet_failed_reads()  # a failed write leaves the same noise as a failed read.
     try:
       with _orbax_tracebacks_dropped():
-        self._latest.save(step, args=ocp.args.StandardSave(state), force=True)
-        if nme is not None:
-          self._best.save(step, args=ocp.args.StandardSave(state),
-                          metrics={"nme": float(nme)}, force=True)
-        self.wait()
+        try:
+          self._latest.save(step, args=ocp.args.StandardSave(state), force=True)
+          # A run resumed before a damaged checkpoint meets the steps it saved as the
+          # best before: that one stays (the same weights, as resuming is exact).
+          if nme is not None and step not in self._best.all_steps():
+            self._best.save(step, args=ocp.args.StandardSave(state),
+                            metrics={"nme": float(nme)}, force=True)
+        finally:
+          self.wait()  # also when the other save failed: nothing is left half-written.
     except Exception as e:  # pylint: disable=broad-exception-caught
       disk = _disk_problem(e)
       if disk is None:
