@@ -117,11 +117,27 @@ def _drop_failed_read_noise(hook: Callable[[Any], None]) -> Callable[[Any], None
   return filtered
 
 
+class _DropUnretrievedTensorStoreErrors(logging.Filter):
+  """Drops asyncio's "Task exception was never retrieved" records (each with a
+  traceback) of the TensorStore errors of a failed Orbax write or read, whose first
+  error the caller reports."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    return not (error is not None and "exception was never retrieved" in str(record.msg)
+                and _STATUS.search(str(error)) is not None)
+
+
+_ASYNCIO_FILTER = _DropUnretrievedTensorStoreErrors()
+
+
 def _quiet_failed_reads() -> None:
-  """Installs `_drop_failed_read_noise` once, for good: it arrives during and after
-  the failed read."""
+  """Installs `_drop_failed_read_noise` and `_DropUnretrievedTensorStoreErrors` once,
+  for good: their noise arrives during and after the failed read or write."""
   if not getattr(sys.unraisablehook, "drops_failed_read_noise", False):
     sys.unraisablehook = _drop_failed_read_noise(sys.unraisablehook)
+  if _ASYNCIO_FILTER not in logging.getLogger("asyncio").filters:
+    logging.getLogger("asyncio").addFilter(_ASYNCIO_FILTER)
 
 
 class _DropTracebacks(logging.Filter):
