@@ -1,14 +1,17 @@
 """Evaluates a trained work directory on every test split of its dataset.
 
-    python eval.py --workdir DIR [--split common --split challenging] [--checkpoint latest]
+    python eval.py --workdir DIR [--split common --split challenging] [--checkpoint latest|best|STEP]
 
 Writes DIR/eval/results.json, results.md, ced.png and samples_<split>.png, and
-prints the results table. A DIR that is not a train.py work directory (or has no
-such checkpoint) stops with one line `error: ...` (exit status 2).
+prints the results table, headed by the checkpoint it used. A damaged checkpoint
+is reported, moved to <its folder>/damaged/, and the next older one is used. A DIR
+that is not a train.py work directory, has a bad config.json or no such (readable)
+checkpoint stops with one line `error: ...` (exit status 2) before any other work.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Sequence
 
@@ -27,18 +30,28 @@ def define_flags(fv: flags.FlagValues) -> None:
                       flag_values=fv)
   flags.DEFINE_multi_string("split", None, "Splits to evaluate (default: all test splits).",
                             flag_values=fv)
-  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to evaluate.",
-                    flag_values=fv)
+  flags.DEFINE_string("checkpoint", "best", "Which checkpoint to evaluate: best, latest or "
+                      "a step number.", flag_values=fv)
+  flags.register_validator("checkpoint", _is_checkpoint_choice,
+                           "must be best, latest or a step number", flag_values=fv)
+
+
+def _is_checkpoint_choice(value: str) -> bool:
+  return value in checkpoints.CHECKPOINT_CHOICES or value.isdigit()
 
 
 def _run(fv: flags.FlagValues) -> None:
   distributed.initialize_if_available()
   # The work directory's config and checkpoint first: a wrong --workdir is one line.
-  with cli.reported(FileNotFoundError):
+  with cli.reported(FileNotFoundError, ValueError):
     config_lib.load_config(fv.workdir)
     checkpoints.step_dir(fv.workdir, fv.checkpoint)
-  results = report.evaluate_workdir(fv.workdir, fv.split, fv.checkpoint)
-  print(report.results_table(results, f"{fv.workdir} ({fv.checkpoint} checkpoint)"))
+  with cli.reported(checkpoints.CheckpointError):
+    evaluation = report.evaluate_checkpoint(fv.workdir, fv.split, fv.checkpoint)
+  used = os.path.relpath(evaluation.checkpoint_dir, fv.workdir)
+  print(f"eval.py: {fv.checkpoint} checkpoint -> {used}", file=sys.stderr)
+  print(report.results_table(evaluation.results,
+                             f"{fv.workdir} ({fv.checkpoint} checkpoint: {used})"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Predicts landmarks and head pose of the faces in images.
 
     python predict.py IMAGE [IMAGE ...] [--out DIR]       # the model shipped in the package
-    python predict.py --workdir DIR IMAGE [IMAGE ...] [--checkpoint latest]  # your own
+    python predict.py --workdir DIR IMAGE [IMAGE ...] [--checkpoint latest|STEP]  # your own
 
 For each image writes OUT/<name>.png (the image with its face boxes, landmarks and
 pose axes: red x, green y, blue the facing direction) and OUT/predictions.json:
@@ -10,8 +10,10 @@ pose axes: red x, green y, blue the facing direction) and OUT/predictions.json:
                "pose_deg": {"yaw": ., "pitch": ., "roll": .},
                "landmarks": [[x, y], ...]}]}, ...]
 An unreadable image gets {"image": path, "error": message, "faces": []}, and the
-exit status is 1 once the others are done; a wrong --workdir or
---landmark_boxes_json stops with one line `error: ...` (exit status 2).
+exit status is 1 once the others are done; a wrong --workdir (or one without a
+readable checkpoint) or --landmark_boxes_json stops with one line `error: ...`
+(exit status 2). It says which checkpoint it used; a damaged one is moved aside and
+the next older one used (docs/training.md).
 Coordinates are pixels of the image as displayed (EXIF orientation applied),
 0-based with pixel centres on integers; faces come from the predictor's face
 detector unless --landmark_boxes_json gives boxes. See
@@ -37,6 +39,8 @@ from asmnet_jax.data import images
 from asmnet_jax.evaluate import plots
 from asmnet_jax.inference import predictor as inference
 from asmnet_jax.inference import pretrained
+from asmnet_jax.train import checkpoints
+from asmnet_jax.train import config as config_lib
 
 
 def draw_faces(image: np.ndarray, faces: Sequence[inference.Face], out_path: str) -> None:
@@ -78,8 +82,11 @@ def define_flags(fv: flags.FlagValues) -> None:
   """predict.py's flags (the images are positional arguments)."""
   flags.DEFINE_string("workdir", None, "A train.py work directory (default: the "
                       "pretrained model shipped in the package).", flag_values=fv)
-  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to use.",
-                    flag_values=fv)
+  flags.DEFINE_string("checkpoint", "best", "Which checkpoint to use: best, latest or a "
+                      "step number.", flag_values=fv)
+  flags.register_validator(
+      "checkpoint", lambda v: v in checkpoints.CHECKPOINT_CHOICES or v.isdigit(),
+      "must be best, latest or a step number", flag_values=fv)
   flags.DEFINE_string("out", "predictions", "Output directory.", flag_values=fv)
   flags.DEFINE_string("landmark_boxes_json", None,
                       "JSON {image path: [[x0, y0, x1, y1], ...]} of landmark bounding "
@@ -100,9 +107,13 @@ def _run(fv: flags.FlagValues, paths: list[str]) -> int:
     with cli.reported(pretrained.BundleError, status=cli.EXIT_FAILURE):
       predictor = inference.Predictor.pretrained(refine_passes=fv.refine_passes)
   else:
-    with cli.reported(FileNotFoundError):  # not a work directory, no checkpoint yet.
+    # Not a work directory, a bad config.json, no (readable) checkpoint.
+    with cli.reported(FileNotFoundError, config_lib.ConfigFileError,
+                      checkpoints.CheckpointError):
       predictor = inference.Predictor.from_workdir(fv.workdir, fv.checkpoint,
                                                    refine_passes=fv.refine_passes)
+    print(f"predict.py: {fv.checkpoint} checkpoint -> {predictor.model.source}",
+          file=sys.stderr)
   os.makedirs(fv.out, exist_ok=True)
   report = []
   for path, drawing in zip(paths, _drawing_names(paths)):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -48,13 +48,31 @@ def results_table(results: dict[str, dict[str, Any]], title: str) -> str:
   return "\n".join(lines) + "\n"
 
 
+class Evaluation(NamedTuple):
+  """What `evaluate_checkpoint` scored and with which checkpoint."""
+  results: dict[str, dict[str, Any]]  # per split, as results.json's "splits".
+  checkpoint_dir: str  # the step folder read (after any fallback on damage).
+  step: int
+
+
 def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
                      checkpoint: str = "best") -> dict[str, dict[str, Any]]:
   """Scores the run in `workdir` on `splits` (default: the dataset's test splits)."""
+  return evaluate_checkpoint(workdir, splits, checkpoint).results
+
+
+def evaluate_checkpoint(workdir: str, splits: Sequence[str] | None = None,
+                        checkpoint: str = "best") -> Evaluation:
+  """`evaluate_workdir`, also saying which checkpoint it used.
+
+  checkpoint: "best", "latest" or a step number (`checkpoints.step_candidates`);
+  a damaged one is reported, moved aside, and the next older one is used.
+  """
   config = config_lib.load_config(workdir)
-  path = checkpoints.step_dir(workdir, checkpoint)  # fails before any dataset work.
+  checkpoints.step_dir(workdir, checkpoint)  # none at all: fails before any other work.
+  path, tree = checkpoints.restore_workdir(workdir, checkpoint)
   step = int(os.path.basename(path))
-  tree = checkpoints.restore_tree(path)
+  logging.info("Evaluating %s (step %d)", path, step)
   variables = {"params": tree["params"], "batch_stats": tree["batch_stats"]}
   builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
   splits = list(splits or registry.test_splits(config.dataset))
@@ -76,6 +94,7 @@ def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
 
   if jax.process_index() == 0:
     report = {"workdir": os.path.abspath(workdir), "checkpoint": checkpoint, "step": step,
+              "checkpoint_dir": os.path.relpath(path, workdir),
               "dataset": config.dataset, "model": config.model, "loss": config.loss,
               "splits": results}
     with open(os.path.join(out_dir, "results.json"), "w") as f:
@@ -84,7 +103,7 @@ def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
       f.write(results_table(results, f"{config.model} ({config.loss} loss) on "
                             f"{config.dataset}, {checkpoint} checkpoint (step {step})"))
     plots.ced_curves(nmes, os.path.join(out_dir, "ced.png"))
-  return results
+  return Evaluation(results, path, step)
 
 
 def _sample_grid(source, predictions: evaluator_lib.Predictions, out_path: str) -> None:

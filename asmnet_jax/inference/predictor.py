@@ -148,7 +148,8 @@ class Predictor:
 
   @classmethod
   def from_workdir(cls, workdir: str, checkpoint: str = "best", **kwargs) -> Predictor:
-    """From a train.py work directory ("best" or "latest" checkpoint)."""
+    """From a train.py work directory ("best", "latest" or a step number; a damaged
+    checkpoint is reported, moved aside and the next older one used)."""
     return cls(load_workdir(workdir, checkpoint), **kwargs)
 
   @classmethod

@@ -4,6 +4,7 @@ validation, checkpoints and resumption, metrics and curves in the work directory
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -28,6 +29,7 @@ from asmnet_jax.train import checkpoints
 from asmnet_jax.train import precise_bn
 from asmnet_jax.train import config as config_lib
 from asmnet_jax.train import state as state_lib
+from asmnet_jax.train import workdir_lock
 from asmnet_jax.train.step import global_batch, make_mesh, make_train_step
 
 SHAPE_MODEL_FILE = "shape_model.npz"
@@ -86,15 +88,34 @@ def _to_float(tree) -> dict[str, float]:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from the latest checkpoint in `workdir`) and validates.
 
+  Nothing in `workdir` changes until the config, the dataset and the config's fit
+  with the run already there are checked; then the run holds `workdir`'s lock
+  (`workdir_lock`) until it returns.
+
   Returns the final validation metrics.
+
+  Raises:
+    ValueError: a bad config (`config_lib.validate_config`), one that does not fit
+      the stored run (`config_lib.IncompatibleRunError`), a bad stored config.json.
+    workdir_lock.WorkdirBusyError: another process trains in `workdir`.
+    checkpoints.CheckpointError: no checkpoint of the run can be read.
+    checkpoints.CheckpointSaveError: a save failed (disk full, read-only).
+    NonFiniteLossError: the loss became NaN or infinite.
   """
   config_lib.validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
-  is_main = jax.process_index() == 0
-  if is_main:
-    config_lib.save_config(config, workdir)
-
   builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
+  config_lib.check_resume_compatible(config, workdir)
+  is_main = jax.process_index() == 0
+  # One writer: the other processes of a multi-host run write beside process 0.
+  lock = workdir_lock.WorkdirLock(workdir) if is_main else contextlib.nullcontext()
+  with lock:
+    return _train_and_evaluate(config, workdir, builder, is_main)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, builder,
+                        is_main: bool) -> dict[str, Any]:
+  """`train_and_evaluate` once the checks passed and the lock is held."""
+  os.makedirs(workdir, exist_ok=True)
   sources = registry.open_splits(builder, [config.train_split, config.validation_split])
   train_source = sources[config.train_split]
   num_landmarks = builder.info.features["landmarks"].shape[0]
@@ -116,6 +137,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   manager = checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints)
   state = manager.restore_latest(state)
+  if is_main:  # Once the run's checkpoints are known to fit it.
+    config_lib.save_config(config, workdir)
   start_step = int(state.step)
   if start_step:
     logging.info("Resumed from step %d", start_step)

@@ -68,6 +68,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             f"source: {self.builder_config.pose_source})."),
         features=face_features.face_features(NUM_LANDMARKS, self.builder_config.image_format),
         homepage="https://ibug.doc.ic.ac.uk/resources/300-W/",
+        metadata=tfds.core.MetadataDict(),  # "skipped": builders.SkipReport.
         citation=(
             "@article{sagonas2016300,\n  title={300 faces in-the-wild challenge: Database "
             "and results},\n  author={Sagonas, Christos and Antonakos, Epameinondas and "
@@ -89,19 +90,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       self, manual_dir: str, split: str, folders: tuple[str, ...]
   ) -> Iterator[tuple[str, dict]]:
     config = self.builder_config
-    report = builders.SkipReport(self.name, split)
+    report = builders.SkipReport(self.name, split, self.info.metadata)
     labeler = builders.PoseLabeler.from_config(config, manual_dir)
     load = functools.lru_cache(maxsize=4)(load_rgb_image)  # AFW: faces of one image.
     for folder in folders:
       directory = os.path.join(manual_dir, folder)
       names = sorted(os.listdir(directory))
       images = _image_index(names)
+      annotated = set()
       for name in names:
         if not name.lower().endswith(".pts"):
           continue
         key = f"{folder}/{name}"
         try:
           image_name = _find_image(name, images)
+          annotated.add(image_name)
           filename = f"{folder}/{image_name}"
           points = builders.parse_pts(os.path.join(directory, name))
           points = builders.check_landmarks(points - 1.0, NUM_LANDMARKS)  # 1-based.
@@ -112,6 +115,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           report.skip(key, str(e).replace(manual_dir + os.sep, ""))
           continue
         yield key, example
+      for image_name in sorted(set(images.values()) - annotated):
+        report.skip(f"{folder}/{image_name}", "no .pts annotation beside it")
     labeler.report_into(report)
     report.finish()
 

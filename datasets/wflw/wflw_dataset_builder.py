@@ -106,6 +106,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features=face_features.face_features(
             NUM_LANDMARKS, self.builder_config.image_format, extra),
         homepage="https://wywu.github.io/projects/LAB/WFLW.html",
+        metadata=tfds.core.MetadataDict(),  # "skipped": builders.SkipReport.
         citation=(
             "@inproceedings{wayne2018lab,\n  author={Wu, Wayne and Qian, Chen and Yang, "
             "Shuo and Wang, Quan and Cai, Yici and Zhou, Qiang},\n  title={Look at "
@@ -133,13 +134,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     Keys are the 1-based line numbers: unique even when an image holds several faces.
     """
     config = self.builder_config
-    report = builders.SkipReport(self.name, split)
+    report = builders.SkipReport(self.name, split, self.info.metadata)
     labeler = builders.PoseLabeler.from_config(config, manual_dir)
     load = functools.lru_cache(maxsize=8)(load_rgb_image)  # faces of one image.
     list_file = LIST_FILES[list_split]
-    with open(os.path.join(manual_dir, list_file), encoding="utf-8") as f:
-      lines = f.read().splitlines()
-    for line_no, text in enumerate(lines, start=1):
+    lines = builders.read_text_lines(os.path.join(manual_dir, list_file), report)
+    for line_no, text in lines:
       if not text.strip():
         continue
       where = f"{os.path.basename(list_file)}:{line_no}"
