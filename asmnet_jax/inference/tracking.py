@@ -1,0 +1,245 @@
+"""Landmarks and head pose that follow faces across video frames, one frame at a time.
+
+    video = VideoPredictor(Predictor.pretrained())
+    for frame, seconds in my_capture_loop():    # frame: uint8 (H, W, 3) RGB
+      for face in video(frame, seconds):
+        face.track_id, face.landmarks, face.pose
+
+Per frame:
+  1. each track is searched for from its landmarks in the previous frame: their
+     bounding box is the next landmark-box estimate (`Predictor.predict_landmark_boxes`,
+     with the predictor's re-crop passes); all tracks go through in one batch;
+  2. a track is lost when its shape leaves its crop (the shape's centre outside the
+     crop, or more than `max_outside` of the points outside it), collapses or blows up
+     (its landmark box's size changes by more than `max_size_change` from the crop's),
+     or leaves the image (less than `min_inside` of its landmark box inside);
+  3. the detector runs on the first frame, on a frame where a track was lost, and
+     every `detect_every` frames to pick up new faces; a detection whose estimated
+     landmark box overlaps a live track (IoU >= `match_iou`) is that face already;
+     the others start tracks, and one that starts where a track was lost within the
+     last `forget_after` frames takes back that track's id;
+  4. each track's landmarks and pose go through its own One Euro filter
+     (`asmnet_jax.inference.smoothing`) unless smoothing is off. The next crop comes
+     from the raw landmarks, so the filter's lag never drags the crop behind the face.
+
+Coordinates and angles are the `Predictor`'s (`asmnet_jax.inference.predictor`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from asmnet_jax.core import geometry
+from asmnet_jax.inference import smoothing
+from asmnet_jax.inference.predictor import Face, Predictor
+
+# One Euro defaults, chosen on synthetic clips (docs/video.md): a still face is
+# filtered at MIN_CUTOFF Hz; landmark speed is in face sizes per second, pose speed
+# in radians per second.
+DEFAULT_MIN_CUTOFF = 1.0
+DEFAULT_BETA = 1.0
+POSE_SPEED_SCALE = 180.0 / math.pi  # degrees per radian.
+DEFAULT_FPS = 30.0  # time stamps when none are given: frame index / this.
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackedFace:
+  """One face in one frame.
+
+  landmarks: float32 (n, 2) pixels, smoothed unless smoothing is off.
+  pose: float32 (3,) yaw, pitch, roll in degrees, smoothed likewise.
+  box: float32 (4,) x0 y0 x1 y1, the bounding box of `landmarks`.
+  score: the detector's confidence when the track started.
+  track_id: the same for the same face across frames (0, 1, ...).
+  raw_landmarks, raw_pose: the network's output before smoothing.
+  """
+  landmarks: np.ndarray
+  pose: np.ndarray
+  box: np.ndarray
+  score: float
+  track_id: int
+  raw_landmarks: np.ndarray
+  raw_pose: np.ndarray
+
+  def to_json(self) -> dict[str, Any]:
+    record = Face(self.landmarks, self.pose, self.box, self.score).to_json()
+    return {"track_id": self.track_id, **record}
+
+
+@dataclasses.dataclass
+class _Track:
+  track_id: int
+  landmarks: np.ndarray  # float64 (n, 2), raw, last frame.
+  pose: np.ndarray  # float64 (3,), raw.
+  score: float
+  landmark_filter: smoothing.OneEuroFilter | None
+  pose_filter: smoothing.OneEuroFilter | None
+
+
+class VideoPredictor:
+  """Tracks faces through frames given one at a time (module doc).
+
+  Args:
+    predictor: the `Predictor` (its model, detector, box mapping, re-crop passes).
+    detect_every: run the detector at least every this many frames (>= 1; 1 detects
+      on every frame).
+    smooth: One Euro filter the output (False: raw network output).
+    min_cutoff, beta: the One Euro filter's parameters (`smoothing.OneEuroFilter`).
+    max_outside, max_size_change, min_inside: the loss tests (module doc).
+    match_iou: a detection at least this close to a track is that track's face.
+    forget_after: frames a lost track's id and place are kept for a recovery.
+    fps: frames per second assumed for time stamps that are not given.
+
+  Attributes (counts since the last `reset`):
+    frames, detector_calls, tracks_started, tracks_lost, recoveries.
+  """
+
+  def __init__(self, predictor: Predictor, *, detect_every: int = 10, smooth: bool = True,
+               min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+               max_outside: float = 0.25, max_size_change: float = 1.6,
+               min_inside: float = 0.6, match_iou: float = 0.3, forget_after: int = 30,
+               fps: float = DEFAULT_FPS):
+    if detect_every < 1:
+      raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    if fps <= 0:
+      raise ValueError(f"fps must be > 0, got {fps}")
+    smoothing.OneEuroFilter(min_cutoff, beta)  # validates them.
+    self.predictor = predictor
+    self.detect_every = int(detect_every)
+    self.smooth = smooth
+    self.min_cutoff, self.beta = float(min_cutoff), float(beta)
+    self.max_outside = max_outside
+    self.max_size_change = max_size_change
+    self.min_inside = min_inside
+    self.match_iou = match_iou
+    self.forget_after = forget_after
+    self.fps = float(fps)
+    self.reset()
+
+  def reset(self) -> None:
+    """Forgets every track (a new video)."""
+    self._tracks: list[_Track] = []
+    self._lost: list[tuple[int, np.ndarray, int]] = []  # (id, landmark box, frame).
+    self._next_id = 0
+    self._last_detection: int | None = None
+    self.frames = 0
+    self.detector_calls = 0
+    self.tracks_started = 0
+    self.tracks_lost = 0
+    self.recoveries = 0
+
+  def __call__(self, frame: np.ndarray, timestamp: float | None = None) -> list[TrackedFace]:
+    """The faces in `frame` uint8 (H, W, 3) RGB taken at `timestamp` seconds (default:
+    frame index / fps), ordered by track id."""
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+      raise ValueError(f"frames must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
+    index = self.frames
+    self.frames += 1
+    seconds = index / self.fps if timestamp is None else float(timestamp)
+    lost_now = self._follow(frame, index)
+    due = (self._last_detection is None
+           or index - self._last_detection >= self.detect_every or lost_now)
+    if due:
+      self._detect(frame, index)
+    self._lost = [entry for entry in self._lost if index - entry[2] <= self.forget_after]
+    return [self._output(track, seconds) for track in sorted(self._tracks,
+                                                             key=lambda t: t.track_id)]
+
+  # ---------------------------------------------------------------------------------
+
+  def _follow(self, frame: np.ndarray, index: int) -> bool:
+    """Moves every track to this frame; drops the lost ones. Returns whether any was."""
+    if not self._tracks:
+      return False
+    boxes = geometry.landmark_box(np.stack([t.landmarks for t in self._tracks]))
+    landmarks, pose, crops = self.predictor.predict_landmark_boxes(frame, boxes)
+    kept = []
+    for track, points, angles, crop in zip(self._tracks, landmarks, pose, crops):
+      if self._is_lost(points, crop, frame.shape):
+        self.tracks_lost += 1
+        self._lost.append((track.track_id, geometry.landmark_box(track.landmarks), index))
+        continue
+      track.landmarks, track.pose = points, angles
+      kept.append(track)
+    lost = len(kept) < len(self._tracks)
+    self._tracks = kept
+    return lost
+
+  def _is_lost(self, points: np.ndarray, crop: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """The loss tests of the module doc for `points` (n, 2) found in landmark box `crop`."""
+    if not np.all(np.isfinite(points)):
+      return True
+    margin = self.predictor.model.eval_margin
+    crop_size = np.maximum(crop[2:] - crop[:2], 1.0)
+    lo, hi = crop[:2] - margin * crop_size, crop[2:] + margin * crop_size
+    outside = np.any((points < lo) | (points > hi), axis=1).mean()
+    box = geometry.landmark_box(points)
+    centre = 0.5 * (box[:2] + box[2:])
+    if outside > self.max_outside or np.any((centre < lo) | (centre > hi)):
+      return True
+    ratio = math.sqrt(np.prod(np.maximum(box[2:] - box[:2], 1e-6)) / np.prod(crop_size))
+    if not 1.0 / self.max_size_change <= ratio <= self.max_size_change:
+      return True
+    h, w = shape[:2]
+    inside = np.clip(np.minimum(box[2:], [w - 0.5, h - 0.5]) - np.maximum(box[:2], -0.5), 0, None)
+    area = np.prod(np.maximum(box[2:] - box[:2], 1e-6))
+    return float(np.prod(inside) / area) < self.min_inside
+
+  def _detect(self, frame: np.ndarray, index: int) -> None:
+    """Runs the detector; detections away from the live tracks start new tracks."""
+    self.detector_calls += 1
+    self._last_detection = index
+    found = self.predictor.detector(frame)
+    if not len(found.boxes):
+      return
+    estimates = self.predictor.box_mapping(np.asarray(found.boxes, np.float64))
+    live = [geometry.landmark_box(t.landmarks) for t in self._tracks]
+    new = [k for k in range(len(estimates))
+           if not live or geometry.box_iou(estimates[k], np.stack(live)).max() < self.match_iou]
+    if not new:
+      return
+    landmarks, pose, crops = self.predictor.predict_landmark_boxes(frame, estimates[new])
+    for k, points, angles, crop in zip(new, landmarks, pose, crops):
+      if self._is_lost(points, crop, frame.shape):
+        continue
+      box = geometry.landmark_box(points)
+      live_boxes = [geometry.landmark_box(t.landmarks) for t in self._tracks]
+      if live_boxes and geometry.box_iou(box, np.stack(live_boxes)).max() >= self.match_iou:
+        continue  # two detections of one face.
+      self._tracks.append(_Track(self._recovered_id(box), points, angles,
+                                 float(found.scores[k]), *self._filters()))
+      self.tracks_started += 1
+
+  def _recovered_id(self, box: np.ndarray) -> int:
+    """The id of a recently lost track at `box`, else a new one."""
+    if self._lost:
+      overlap = geometry.box_iou(box, np.stack([entry[1] for entry in self._lost]))[0]
+      best = int(np.argmax(overlap))
+      if overlap[best] >= self.match_iou:
+        self.recoveries += 1
+        return self._lost.pop(best)[0]
+    self._next_id += 1
+    return self._next_id - 1
+
+  def _filters(self) -> tuple[smoothing.OneEuroFilter | None, smoothing.OneEuroFilter | None]:
+    if not self.smooth:
+      return None, None
+    return (smoothing.OneEuroFilter(self.min_cutoff, self.beta),
+            smoothing.OneEuroFilter(self.min_cutoff, self.beta))
+
+  def _output(self, track: _Track, seconds: float) -> TrackedFace:
+    landmarks, pose = track.landmarks, track.pose
+    if track.landmark_filter is not None:
+      box = geometry.landmark_box(landmarks)
+      size = math.sqrt(float(np.prod(np.maximum(box[2:] - box[:2], 1.0))))
+      landmarks = track.landmark_filter(landmarks, seconds, speed_scale=size)
+      pose = track.pose_filter(pose, seconds, speed_scale=POSE_SPEED_SCALE)
+    return TrackedFace(landmarks.astype(np.float32), pose.astype(np.float32),
+                       geometry.landmark_box(landmarks).astype(np.float32), track.score,
+                       track.track_id, track.landmarks.astype(np.float32),
+                       track.pose.astype(np.float32))
