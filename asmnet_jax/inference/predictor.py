@@ -150,6 +150,10 @@ class Predictor:
       self._detector = detection.default_detector()
     return self._detector
 
+  @detector.setter
+  def detector(self, detector: detection.FaceDetector | None) -> None:
+    self._detector = detector
+
   @property
   def box_mapping(self) -> detection.DetectorBoxMapping:
     """The one given, else the detector's `box_mapping` (Args)."""

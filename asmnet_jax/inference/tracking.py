@@ -11,10 +11,15 @@ Per frame:
      with the predictor's re-crop passes); all tracks go through in one batch;
   2. a track is lost when its shape leaves its crop (the shape's centre outside the
      crop, or more than `max_outside` of the points outside it), collapses or blows up
-     (its landmark box's size changes by more than `max_size_change` from the crop's),
-     or leaves the image (less than `min_inside` of its landmark box inside);
+     (its landmark box's size sqrt(w h) changes by more than `max_size_change` from
+     the crop's in one frame, falls below `collapse` times its largest size over the
+     last `size_memory` frames or below `min_size` pixels, or its height / width
+     leaves `aspect_range`), or leaves the image (less than `min_inside` of its
+     landmark box inside). A face sliding out of the frame is usually caught by the
+     collapse test: the network squeezes the shape into the visible part;
   3. the detector runs on the first frame, on a frame where a track was lost, and
-     every `detect_every` frames to pick up new faces; a detection whose estimated
+     every `detect_every` frames to pick up new faces; detections scoring below
+     `min_score` are ignored; a detection whose estimated
      landmark box overlaps a live track (IoU >= `match_iou`) is that face already;
      the others start tracks, and one that starts where a track was lost within the
      last `forget_after` frames takes back that track's id;
@@ -41,9 +46,14 @@ from asmnet_jax.inference.predictor import Face, Predictor
 # filtered at MIN_CUTOFF Hz; landmark speed is in face sizes per second, pose speed
 # in radians per second.
 DEFAULT_MIN_CUTOFF = 1.0
-DEFAULT_BETA = 1.0
+DEFAULT_BETA = 30.0
 POSE_SPEED_SCALE = 180.0 / math.pi  # degrees per radian.
 DEFAULT_FPS = 30.0  # time stamps when none are given: frame index / this.
+
+
+def _size(box: np.ndarray) -> float:
+  """sqrt(width * height) of a box x0 y0 x1 y1, pixels."""
+  return math.sqrt(float(np.prod(np.maximum(box[2:] - box[:2], 1e-6))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,14 +80,41 @@ class TrackedFace:
     return {"track_id": self.track_id, **record}
 
 
+class TrackSmoother:
+  """One face's One Euro filters, all with the same parameters.
+
+  The landmarks are split into where the face is and the shape it has: their box
+  centre (speed in face sizes per second), the log of the box size sqrt(w h), and
+  the points relative to that centre in face sizes (the shape). Each part has its
+  own filter, so a face that moves fast but keeps its shape gets a high cut-off for
+  its place and a low one for its shape, whose noise is most of the jitter. Pose
+  speed is in radians per second.
+  """
+
+  def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA):
+    self.centre_filter, self.size_filter, self.shape_filter, self.pose_filter = (
+        smoothing.OneEuroFilter(min_cutoff, beta) for _ in range(4))
+
+  def __call__(self, landmarks: np.ndarray, pose: np.ndarray, seconds: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(landmarks (n, 2) px, pose (3,) degrees) at `seconds` -> their filtered values."""
+    box = geometry.landmark_box(landmarks)
+    centre, size = 0.5 * (box[:2] + box[2:]), _size(box)
+    centre = self.centre_filter(centre, seconds, speed_scale=size)
+    size = math.exp(float(self.size_filter(np.log(size), seconds)))
+    shape = self.shape_filter((landmarks - 0.5 * (box[:2] + box[2:])) / _size(box), seconds)
+    return (centre + size * shape,
+            self.pose_filter(pose, seconds, speed_scale=POSE_SPEED_SCALE))
+
+
 @dataclasses.dataclass
 class _Track:
   track_id: int
   landmarks: np.ndarray  # float64 (n, 2), raw, last frame.
   pose: np.ndarray  # float64 (3,), raw.
   score: float
-  landmark_filter: smoothing.OneEuroFilter | None
-  pose_filter: smoothing.OneEuroFilter | None
+  smoother: TrackSmoother | None
+  sizes: list[float] = dataclasses.field(default_factory=list)  # recent sqrt(w h), px.
 
 
 class VideoPredictor:
@@ -89,7 +126,10 @@ class VideoPredictor:
       on every frame).
     smooth: One Euro filter the output (False: raw network output).
     min_cutoff, beta: the One Euro filter's parameters (`smoothing.OneEuroFilter`).
-    max_outside, max_size_change, min_inside: the loss tests (module doc).
+    max_outside, max_size_change, collapse, size_memory, min_size, aspect_range,
+      min_inside: the loss tests (module doc).
+    min_score: detections below this score start no track (the detector's scale:
+      MTCNN's face probability; its false positives on clutter score 0.7-0.85).
     match_iou: a detection at least this close to a track is that track's face.
     forget_after: frames a lost track's id and place are kept for a recovery.
     fps: frames per second assumed for time stamps that are not given.
@@ -101,7 +141,9 @@ class VideoPredictor:
   def __init__(self, predictor: Predictor, *, detect_every: int = 10, smooth: bool = True,
                min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
                max_outside: float = 0.25, max_size_change: float = 1.6,
-               min_inside: float = 0.6, match_iou: float = 0.3, forget_after: int = 30,
+               collapse: float = 0.7, size_memory: int = 15, min_size: float = 20.0,
+               aspect_range: tuple[float, float] = (0.5, 2.5), min_inside: float = 0.6,
+               min_score: float = 0.9, match_iou: float = 0.3, forget_after: int = 30,
                fps: float = DEFAULT_FPS):
     if detect_every < 1:
       raise ValueError(f"detect_every must be >= 1, got {detect_every}")
@@ -114,6 +156,9 @@ class VideoPredictor:
     self.min_cutoff, self.beta = float(min_cutoff), float(beta)
     self.max_outside = max_outside
     self.max_size_change = max_size_change
+    self.collapse, self.size_memory, self.min_size = collapse, int(size_memory), min_size
+    self.aspect_range = aspect_range
+    self.min_score = min_score
     self.min_inside = min_inside
     self.match_iou = match_iou
     self.forget_after = forget_after
@@ -160,18 +205,21 @@ class VideoPredictor:
     landmarks, pose, crops = self.predictor.predict_landmark_boxes(frame, boxes)
     kept = []
     for track, points, angles, crop in zip(self._tracks, landmarks, pose, crops):
-      if self._is_lost(points, crop, frame.shape):
+      if self._is_lost(points, crop, frame.shape, max(track.sizes[-self.size_memory:])):
         self.tracks_lost += 1
         self._lost.append((track.track_id, geometry.landmark_box(track.landmarks), index))
         continue
       track.landmarks, track.pose = points, angles
+      track.sizes = track.sizes[-self.size_memory:] + [_size(geometry.landmark_box(points))]
       kept.append(track)
     lost = len(kept) < len(self._tracks)
     self._tracks = kept
     return lost
 
-  def _is_lost(self, points: np.ndarray, crop: np.ndarray, shape: tuple[int, ...]) -> bool:
-    """The loss tests of the module doc for `points` (n, 2) found in landmark box `crop`."""
+  def _is_lost(self, points: np.ndarray, crop: np.ndarray, shape: tuple[int, ...],
+               recent_size: float = 0.0) -> bool:
+    """The loss tests of the module doc for `points` (n, 2) found in landmark box `crop`;
+    `recent_size`: the track's largest size over the last frames (px)."""
     if not np.all(np.isfinite(points)):
       return True
     margin = self.predictor.model.eval_margin
@@ -182,8 +230,13 @@ class VideoPredictor:
     centre = 0.5 * (box[:2] + box[2:])
     if outside > self.max_outside or np.any((centre < lo) | (centre > hi)):
       return True
-    ratio = math.sqrt(np.prod(np.maximum(box[2:] - box[:2], 1e-6)) / np.prod(crop_size))
-    if not 1.0 / self.max_size_change <= ratio <= self.max_size_change:
+    size = _size(box)
+    if not 1.0 / self.max_size_change <= size / _size(crop) <= self.max_size_change:
+      return True
+    if size < max(self.min_size, self.collapse * recent_size):
+      return True
+    width, height = np.maximum(box[2:] - box[:2], 1e-6)
+    if not self.aspect_range[0] <= height / width <= self.aspect_range[1]:
       return True
     h, w = shape[:2]
     inside = np.clip(np.minimum(box[2:], [w - 0.5, h - 0.5]) - np.maximum(box[:2], -0.5), 0, None)
@@ -195,6 +248,8 @@ class VideoPredictor:
     self.detector_calls += 1
     self._last_detection = index
     found = self.predictor.detector(frame)
+    sure = np.asarray(found.scores) >= self.min_score
+    found = type(found)(np.asarray(found.boxes)[sure], np.asarray(found.scores)[sure])
     if not len(found.boxes):
       return
     estimates = self.predictor.box_mapping(np.asarray(found.boxes, np.float64))
@@ -212,7 +267,7 @@ class VideoPredictor:
       if live_boxes and geometry.box_iou(box, np.stack(live_boxes)).max() >= self.match_iou:
         continue  # two detections of one face.
       self._tracks.append(_Track(self._recovered_id(box), points, angles,
-                                 float(found.scores[k]), *self._filters()))
+                                 float(found.scores[k]), self._smoother(), [_size(box)]))
       self.tracks_started += 1
 
   def _recovered_id(self, box: np.ndarray) -> int:
@@ -226,19 +281,13 @@ class VideoPredictor:
     self._next_id += 1
     return self._next_id - 1
 
-  def _filters(self) -> tuple[smoothing.OneEuroFilter | None, smoothing.OneEuroFilter | None]:
-    if not self.smooth:
-      return None, None
-    return (smoothing.OneEuroFilter(self.min_cutoff, self.beta),
-            smoothing.OneEuroFilter(self.min_cutoff, self.beta))
+  def _smoother(self) -> TrackSmoother | None:
+    return TrackSmoother(self.min_cutoff, self.beta) if self.smooth else None
 
   def _output(self, track: _Track, seconds: float) -> TrackedFace:
     landmarks, pose = track.landmarks, track.pose
-    if track.landmark_filter is not None:
-      box = geometry.landmark_box(landmarks)
-      size = math.sqrt(float(np.prod(np.maximum(box[2:] - box[:2], 1.0))))
-      landmarks = track.landmark_filter(landmarks, seconds, speed_scale=size)
-      pose = track.pose_filter(pose, seconds, speed_scale=POSE_SPEED_SCALE)
+    if track.smoother is not None:
+      landmarks, pose = track.smoother(landmarks, pose, seconds)
     return TrackedFace(landmarks.astype(np.float32), pose.astype(np.float32),
                        geometry.landmark_box(landmarks).astype(np.float32), track.score,
                        track.track_id, track.landmarks.astype(np.float32),

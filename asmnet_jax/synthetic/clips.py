@@ -2,8 +2,9 @@
 
 A clip animates the cartoon renderer (`asmnet_jax.synthetic.render`): each face keeps
 one identity and look for the whole clip, while its pose, expression, size and place
-follow smooth random paths (key values about every `key_seconds`, joined by
-smoothstep, so the motion is smooth), with:
+follow smooth random paths: key values about every `key_seconds`, each a random
+step from the one before (or the same value: a still moment, `hold_prob`), joined by
+smoothstep; as a person in front of a webcam or in an interview moves. On top:
   * a few fast turns: the yaw swings by 30-60 degrees within `fast_turn_seconds`;
   * exits: the face slides out past a frame edge and comes back;
   * two faces side by side in some clips (`two_face_prob`).
@@ -53,6 +54,11 @@ class ClipConfig:
     face_size: jaw width as a fraction of the frame height.
     camera_distance: pinhole distance in face units.
     key_seconds: mean time between key values of the smooth paths.
+    hold_prob: chance that a key repeats the one before (the face holds still).
+    pose_step: standard deviation of a key's pose step, degrees.
+    move_step: standard deviation of a key's place step, fraction of the frame width.
+    size_step: standard deviation of a key's relative size step.
+    expression_step: standard deviation of a key's expression step (amounts 0-1).
     fast_turns: number of fast yaw swings per face.
     fast_turn_seconds: how long a fast swing takes.
     exits: times a face leaves the frame and comes back (one-face clips; in two-face
@@ -73,10 +79,15 @@ class ClipConfig:
   face_size: tuple[float, float] = (0.30, 0.42)
   camera_distance: tuple[float, float] = (6.0, 12.0)
   key_seconds: float = 1.0
+  hold_prob: float = 0.35
+  pose_step: float = 10.0
+  move_step: float = 0.05
+  size_step: float = 0.05
+  expression_step: float = 0.3
   fast_turns: int = 1
   fast_turn_seconds: float = 0.25
   exits: int = 1
-  exit_seconds: float = 1.2
+  exit_seconds: float = 2.0
   two_face_prob: float = 0.3
   noise: float = 3.0
   jpeg_quality: int = 85
@@ -161,6 +172,19 @@ class SyntheticClip:
     for index in range(self.num_frames):
       yield self.frame(index)
 
+  def write(self, path: str, fourcc: str = "mp4v") -> None:
+    """Writes the clip as a video file (OpenCV, `fourcc` codec, the clip's fps)."""
+    import cv2  # pylint: disable=g-import-not-at-top
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), self.config.fps,
+                             (self.config.width, self.config.height))
+    if not writer.isOpened():
+      raise OSError(f"{path}: OpenCV cannot write a {fourcc} video")
+    try:
+      for frame in self.frames():
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+      writer.release()
+
   # ---------------------------------------------------------------------------------
 
   def _plan(self, rng: np.random.Generator, k: int, count: int) -> _FacePlan:
@@ -170,13 +194,19 @@ class SyntheticClip:
     identity_cfg = dataclasses.replace(CLIP_RENDER_CONFIG, expression_scale=0.0)
     d, axis_scale, _ = sh.sample_deformation(rng, identity_cfg, sh.template().vertices[:68])
 
-    def keys(lo, hi, dims):
+    def keys(lo, hi, step):
+      """Key times and a bounded random walk with holds through [lo, hi] (dims,)."""
+      lo, hi = np.atleast_1d(np.asarray(lo, np.float64)), np.atleast_1d(np.asarray(hi, np.float64))
       n = max(2, int(round(duration / cfg.key_seconds)) + 1)
       key_t = np.sort(np.concatenate([[0.0, duration], rng.uniform(0, duration, n - 2)]))
-      return key_t, rng.uniform(lo, hi, (n, dims))
+      values = [rng.uniform(lo, hi)]
+      for _ in range(n - 1):
+        hold = rng.random() < cfg.hold_prob
+        values.append(values[-1] if hold else np.clip(values[-1] + rng.normal(0, step), lo, hi))
+      return key_t, np.stack(values)
 
     ranges = np.array([cfg.yaw, cfg.pitch, cfg.roll])
-    key_t, key_pose = keys(ranges[:, 0], ranges[:, 1], 3)
+    key_t, key_pose = keys(ranges[:, 0], ranges[:, 1], cfg.pose_step)
     for _ in range(cfg.fast_turns):  # a swing of 30-60 degrees of yaw, quickly.
       start = rng.uniform(0.1, 0.8) * duration
       before = smooth_path(np.array([start]), key_t, key_pose)[0]
@@ -192,12 +222,13 @@ class SyntheticClip:
 
     # Place: each face in its share of the frame's width.
     lane_w = cfg.width / count
-    size_t, size_k = keys(cfg.face_size[0] * cfg.height, cfg.face_size[1] * cfg.height, 1)
+    size_t, size_k = keys(cfg.face_size[0] * cfg.height, cfg.face_size[1] * cfg.height,
+                          cfg.size_step * np.mean(cfg.face_size) * cfg.height)
     size = smooth_path(t, size_t, size_k)[:, 0]
     half = 0.5 * cfg.face_size[1] * cfg.height * 1.1  # landmark box half-size, roughly.
     lo = np.array([k * lane_w + half, half])
     hi = np.array([(k + 1) * lane_w - half, cfg.height - half])
-    centre_t, centre_k = keys(lo, np.maximum(hi, lo), 2)
+    centre_t, centre_k = keys(lo, np.maximum(hi, lo), cfg.move_step * cfg.width)
     if k == 0:
       for _ in range(cfg.exits):  # out past the nearer side edge and back.
         start = rng.uniform(0.1, 0.9) * max(duration - cfg.exit_seconds, 0.0)
@@ -213,7 +244,7 @@ class SyntheticClip:
     centre = smooth_path(t, centre_t, centre_k)
 
     # Expressions: mostly neutral, sometimes a smile or an open mouth; blinks.
-    expr_t, expr_k = keys([-1.0, -1.0, -0.8], [1.0, 1.0, 1.0], 3)
+    expr_t, expr_k = keys([-1.0, -1.0, -0.8], [1.0, 1.0, 1.0], cfg.expression_step)
     mouth, smile, brow = np.clip(smooth_path(t, expr_t, expr_k), [0, 0, -0.6], 1.0).T
     closing = np.zeros_like(t)
     for blink in rng.uniform(0, duration, max(1, int(duration / 2.5))):
