@@ -260,3 +260,19 @@ def test_video_without_faces_gives_empty_records(run_predict, tmp_path):
   assert status == 0, err
   assert _read_jsonl(tmp_path / "out" / "wall.jsonl") == [
       {"frame": i, "time_s": round(i / 30.0, 4), "faces": []} for i in range(4)]
+
+
+def test_pan_zoom_starts_on_the_whole_photo_and_zooms_about_its_centre():
+  from asmnet_jax.tools.pan_zoom import pan_zoom_frames  # pylint: disable=g-import-not-at-top
+  photo = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
+  first, last = pan_zoom_frames(photo, 2, 64, 48, zoom=2.0, pan=0.0)
+  np.testing.assert_array_equal(first, photo)  # scale 1: the identity warp.
+  # Zoom 2 about the centre (32, 24): output pixel centre x samples photo x / 2 + 15.75
+  # (and y / 2 + 11.75), bilinearly.
+  qx, qy = np.arange(64) / 2 + 15.75, np.arange(48) / 2 + 11.75
+  x0, y0 = np.floor(qx).astype(int), np.floor(qy).astype(int)
+  fx, fy = (qx - x0)[None, :, None], (qy - y0)[:, None, None]
+  p = photo.astype(float)
+  expected = ((1 - fy) * ((1 - fx) * p[y0][:, x0] + fx * p[y0][:, x0 + 1])
+              + fy * ((1 - fx) * p[y0 + 1][:, x0] + fx * p[y0 + 1][:, x0 + 1]))
+  np.testing.assert_allclose(last, expected, atol=1.5)  # OpenCV's fixed-point weights.
