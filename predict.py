@@ -151,7 +151,7 @@ def _run_videos(fv: flags.FlagValues, predictor: inference.Predictor,
 
 def _run(fv: flags.FlagValues, paths: list[str]) -> int:
   if not paths and fv.camera is None:
-    raise cli.UsageError("no images or videos given (usage: predict.py [--workdir DIR] "
+    raise cli.UsageError("no images given (usage: predict.py [--workdir DIR] "
                          "IMAGE|VIDEO ... or --camera N)")
   videos: list[str | int] = [p for p in paths if video_io.is_video_path(p)]
   if fv.camera is not None:
