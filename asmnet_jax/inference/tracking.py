@@ -129,7 +129,8 @@ class VideoPredictor:
     max_outside, max_size_change, collapse, size_memory, min_size, aspect_range,
       min_inside: the loss tests (module doc).
     min_score: detections below this score start no track (the detector's scale:
-      MTCNN's face probability; its false positives on clutter score 0.7-0.85).
+      MTCNN's face probability, whose false positives on clutter score 0.7-0.85;
+      Haar weights of faces run far above it, so it then keeps every detection).
     match_iou: a detection at least this close to a track is that track's face.
     forget_after: frames a lost track's id and place are kept for a recovery.
     fps: frames per second assumed for time stamps that are not given.

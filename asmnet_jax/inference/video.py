@@ -157,7 +157,7 @@ def track_video(video: VideoPredictor, source: str | int | VideoSource, out_vide
   JSON Lines file (module doc). A KeyboardInterrupt stops it cleanly.
 
   Args:
-    video: the tracker (reset first).
+    video: the tracker (reset first; its `fps` set to the stream's).
     source: a path, a camera index or an opened `VideoSource`.
     out_video, out_jsonl: output paths (directories must exist).
     max_frames: stop after this many frames (0: until the stream ends).

@@ -39,8 +39,9 @@ from asmnet_jax.synthetic import render
 from asmnet_jax.synthetic import shape as sh
 from asmnet_jax.synthetic.config import DEFAULT_CONFIG
 
-# The renderer's sampling settings for clip faces: no occluder (its rng draws would
-# differ between frames), mild identity and expression ranges of the default set.
+# The renderer's settings for clip faces: the default set's identities, without
+# occluders (a hand or glasses would have to move with the head) or clutter shapes
+# (the clip draws its own still background).
 CLIP_RENDER_CONFIG = dataclasses.replace(DEFAULT_CONFIG, occluder_prob=0.0, clutter=False)
 
 
