@@ -68,13 +68,21 @@ def ced_curves(nmes_by_name: Mapping[str, np.ndarray], out_path: str,
   plt.close(fig)
 
 
+POSE_AXIS_COLOURS = ("red", "green", "blue")
+
+
+def pose_axis_tips(origin: np.ndarray, pose_deg: np.ndarray, length: float) -> np.ndarray:
+  """(3, 2) image points where the head's x, y and facing-direction axes, drawn from
+  `origin` (2,) with `length` pixels, end (orthographic projection of the pose)."""
+  matrix = rotation.euler_to_rotation(*np.asarray(pose_deg, np.float64))
+  # Columns are the head axes in camera coordinates; -z is where the face points.
+  return np.asarray(origin, np.float64) + length * (matrix[:2] * [1.0, 1.0, -1.0]).T
+
+
 def draw_pose_axes(ax, origin: np.ndarray, pose_deg: np.ndarray, length: float,
                    linestyle: str = "-") -> None:
   """The head's x (red), y (green) and facing direction (blue) projected on the image."""
-  matrix = rotation.euler_to_rotation(*pose_deg)
-  # Columns are the head axes in camera coordinates; -z is where the face points.
-  for column, sign, colour in ((0, 1, "red"), (1, 1, "green"), (2, -1, "blue")):
-    tip = origin + sign * length * matrix[:2, column]
+  for tip, colour in zip(pose_axis_tips(origin, pose_deg, length), POSE_AXIS_COLOURS):
     ax.plot([origin[0], tip[0]], [origin[1], tip[1]], color=colour, linestyle=linestyle,
             linewidth=1.5)
 

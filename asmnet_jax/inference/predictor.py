@@ -170,6 +170,10 @@ class Predictor:
       self._detector = detection.default_detector()
     return self._detector
 
+  @detector.setter
+  def detector(self, detector: detection.FaceDetector | None) -> None:
+    self._detector = detector
+
   @property
   def box_mapping(self) -> detection.DetectorBoxMapping:
     """The one given, else the detector's `box_mapping` (Args)."""
@@ -231,16 +235,41 @@ class Predictor:
     results: list[list[Face]] = [[] for _ in arrays]
     if not owners:
       return results
-    landmark_box = np.stack(estimates)
+    landmarks, pose, _ = self._search(arrays, owners, np.stack(estimates))
+    for k, owner in enumerate(owners):
+      results[owner].append(Face(landmarks[k].astype(np.float32), pose[k].astype(np.float32),
+                                 np.asarray(face_boxes[k], np.float32), scores[k]))
+    return results
+
+  def predict_landmark_boxes(self, image: np.ndarray, landmark_boxes: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The faces of one image at given landmark boxes, with the crop they ended in.
+
+    Args:
+      image: uint8 (H, W, 3) RGB, already loaded (`load_image`).
+      landmark_boxes: (k, 4) x0 y0 x1 y1 estimated landmark boxes (pixel centres).
+    Returns:
+      landmarks float64 (k, n, 2) image pixels, pose float64 (k, 3) degrees, and the
+      landmark box (k, 4) of the last crop (after `refine_passes` re-crops).
+    """
+    boxes = np.asarray(landmark_boxes, np.float64).reshape(-1, 4)
+    if not len(boxes):
+      n = self.model.num_landmarks
+      return np.zeros((0, n, 2)), np.zeros((0, 3)), boxes
+    return self._search([image], [0] * len(boxes), boxes)
+
+  def _search(self, arrays: Sequence[np.ndarray], owners: Sequence[int],
+              landmark_box: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pass 1 at `landmark_box` (K, 4), then `refine_passes` re-crops (module doc).
+
+    Returns landmarks (K, n, 2), pose (K, 3) and the last crop's landmark box (K, 4).
+    """
     landmarks, pose = self._predict_boxes(arrays, owners, landmark_box)
     for _ in range(self.refine_passes):
       landmark_box = np.stack([_guarded_box(b, l, self.model.eval_margin)
                                for b, l in zip(landmark_box, landmarks)])
       landmarks, pose = self._predict_boxes(arrays, owners, landmark_box)
-    for k, owner in enumerate(owners):
-      results[owner].append(Face(landmarks[k].astype(np.float32), pose[k].astype(np.float32),
-                                 np.asarray(face_boxes[k], np.float32), scores[k]))
-    return results
+    return landmarks, pose, landmark_box
 
   def _predict_boxes(self, arrays: Sequence[np.ndarray], owners: Sequence[int],
                      landmark_box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
