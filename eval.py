@@ -38,7 +38,8 @@ def _run(fv: flags.FlagValues) -> None:
     config_lib.load_config(fv.workdir)
     checkpoints.step_dir(fv.workdir, fv.checkpoint)
   results = report.evaluate_workdir(fv.workdir, fv.split, fv.checkpoint)
-  print(report.results_table(results, f"{fv.workdir} ({fv.checkpoint} checkpoint)"))
+  print(report.results_table(results, f"{fv.workdir} ({fv.checkpoint} checkpoint)",
+                             report.normalizer_description(fv.workdir)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from ml_collections import config_flags
 
 from asmnet_jax import cli
 from asmnet_jax.data import registry
+from asmnet_jax.data import scheme
 from asmnet_jax.runtime import distributed
 from asmnet_jax.train import config as config_lib
 from asmnet_jax.train import loop
@@ -41,7 +42,8 @@ def _run(fv: flags.FlagValues) -> None:
   # Missing or mis-laid downloads (TFDS asserts on a missing manual directory): the
   # message says what to do. Building now, not inside the loop, keeps its bugs apart.
   with cli.reported(AssertionError, FileNotFoundError, ValueError):
-    registry.prepare(config.dataset, config.data_dir, config.manual_dir)
+    builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
+    loop.dataset_input_config(config, scheme.scheme_of(builder))  # flips need a mirror map.
   logging.info("Config:\n%s", config)
   results = loop.train_and_evaluate(config, fv.workdir)
   logging.info("Final validation: %s", results)

@@ -1,7 +1,8 @@
 """Evaluates a trained work directory on every test split and writes the report.
 
 Writes under DIR/eval/: results.json (per split: count, nme, failure_rate, auc as
-fractions; pose_mae yaw/pitch/roll/mean in degrees), results.md (a table laid out
+fractions; pose_mae yaw/pitch/roll/mean in degrees, null for a dataset without pose;
+the NME normaliser), results.md (a table laid out
 like the paper's, NME in %), ced.png, samples_<split>.png (test faces with
 predicted and true landmarks and pose axes) and predictions_<split>.npz (per face:
 landmarks, gt_landmarks, pose, gt_pose, index, nme).
@@ -17,8 +18,8 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from asmnet_jax.core import metrics
 from asmnet_jax.data import registry
+from asmnet_jax.data import scheme as scheme_lib
 from asmnet_jax.evaluate import evaluator as evaluator_lib
 from asmnet_jax.evaluate import plots
 from asmnet_jax.train import checkpoints
@@ -34,17 +35,32 @@ def prediction_file(workdir: str, split: str) -> str:
   return os.path.join(workdir, "eval", f"predictions_{split}.npz")
 
 
-def results_table(results: dict[str, dict[str, Any]], title: str) -> str:
-  """A Markdown table of the splits, NME/FR in %, AUC@0.1, pose MAE in degrees."""
-  lines = [f"### {title}", "",
+def normalizer_description(workdir: str) -> str | None:
+  """The NME normaliser (words) of the last DIR/eval/results.json, None without one."""
+  path = os.path.join(workdir, "eval", "results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get("normalizer_description")
+
+
+def results_table(results: dict[str, dict[str, Any]], title: str,
+                  normalizer: str | None = None) -> str:
+  """A Markdown table of the splits, NME/FR in %, AUC@0.1, pose MAE in degrees
+  ("n/a" for a dataset without pose); `normalizer` (words) is stated under the title."""
+  lines = [f"### {title}", ""]
+  if normalizer:
+    lines += [f"NME normalised by the {normalizer}.", ""]
+  lines += [
            "| split | images | NME (%) | FR@0.1 (%) | AUC@0.1 | yaw MAE (°) | pitch MAE (°) "
            "| roll MAE (°) |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"]
   for split, r in results.items():
     pose = r["pose_mae"]
+    angles = (" | ".join(f"{pose[a]:.2f}" for a in evaluator_lib.ANGLES) if pose
+              else "n/a | n/a | n/a")
     lines.append(f"| {split} | {r['count']} | {100 * r['nme']:.2f} | "
-                 f"{100 * r['failure_rate']:.2f} | {r['auc']:.4f} | {pose['yaw']:.2f} | "
-                 f"{pose['pitch']:.2f} | {pose['roll']:.2f} |")
+                 f"{100 * r['failure_rate']:.2f} | {r['auc']:.4f} | {angles} |")
   return "\n".join(lines) + "\n"
 
 
@@ -57,10 +73,10 @@ def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
   tree = checkpoints.restore_tree(path)
   variables = {"params": tree["params"], "batch_stats": tree["batch_stats"]}
   builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
-  splits = list(splits or registry.test_splits(config.dataset))
-  num_landmarks = builder.info.features["landmarks"].shape[0]
-  model = state_lib.create_model(config, num_landmarks)
-  evaluator = evaluator_lib.Evaluator(model, config, make_mesh())
+  splits = list(splits or registry.test_splits(config.dataset, builder))
+  data_scheme = scheme_lib.scheme_of(builder)
+  model = state_lib.create_model(config, data_scheme.num_points)
+  evaluator = evaluator_lib.Evaluator(model, config, make_mesh(), scheme=data_scheme)
   out_dir = os.path.join(workdir, "eval")
   os.makedirs(out_dir, exist_ok=True)
 
@@ -68,31 +84,36 @@ def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
   for split, source in registry.open_splits(builder, splits).items():
     logging.info("Evaluating %s on %s (%d faces)", workdir, split, len(source))
     predictions = evaluator.predict(variables, source)
-    results[split] = evaluator_lib.compute_metrics(predictions)
-    nmes[split] = np.asarray(metrics.nme(predictions.landmarks, predictions.gt_landmarks))
+    results[split] = evaluator_lib.compute_metrics(predictions, data_scheme)
+    nmes[split] = evaluator_lib.face_nmes(predictions, data_scheme)
     if jax.process_index() == 0:
       np.savez(prediction_file(workdir, split), nme=nmes[split], **predictions._asdict())
-      _sample_grid(source, predictions, os.path.join(out_dir, f"samples_{split}.png"))
+      _sample_grid(source, predictions, nmes[split],
+                   os.path.join(out_dir, f"samples_{split}.png"), data_scheme.has_pose)
 
   if jax.process_index() == 0:
     report = {"workdir": os.path.abspath(workdir), "checkpoint": checkpoint, "step": step,
               "dataset": config.dataset, "model": config.model, "loss": config.loss,
+              "normalizer": data_scheme.normalizer,
+              "normalizer_description": data_scheme.describe_normalizer(),
               "splits": results}
     with open(os.path.join(out_dir, "results.json"), "w") as f:
       json.dump(report, f, indent=2)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
       f.write(results_table(results, f"{config.model} ({config.loss} loss) on "
-                            f"{config.dataset}, {checkpoint} checkpoint (step {step})"))
+                            f"{config.dataset}, {checkpoint} checkpoint (step {step})",
+                            data_scheme.describe_normalizer()))
     plots.ced_curves(nmes, os.path.join(out_dir, "ced.png"))
   return results
 
 
-def _sample_grid(source, predictions: evaluator_lib.Predictions, out_path: str) -> None:
+def _sample_grid(source, predictions: evaluator_lib.Predictions, nmes: np.ndarray,
+                 out_path: str, draw_pose: bool = True) -> None:
   """Evenly spaced faces of the split, drawn in their record's image."""
   picks = np.linspace(0, len(predictions.index) - 1, min(NUM_SAMPLES, len(predictions.index)))
   picks = np.unique(picks.astype(int))
   images = [source[int(predictions.index[i])]["image"] for i in picks]
-  nmes = np.asarray(metrics.nme(predictions.landmarks[picks], predictions.gt_landmarks[picks]))
-  titles = [f"NME {100 * value:.1f}%" for value in nmes]
+  titles = [f"NME {100 * value:.1f}%" for value in nmes[picks]]
   plots.face_grid(images, predictions.landmarks[picks], predictions.gt_landmarks[picks],
-                  predictions.pose[picks], predictions.gt_pose[picks], out_path, titles)
+                  predictions.pose[picks], predictions.gt_pose[picks], out_path, titles,
+                  draw_pose=draw_pose)
