@@ -46,7 +46,7 @@ def test_five_points_train_flipped_and_evaluate(tmp_path, monkeypatch):
   assert list(splits) == ["test"]  # every split but train.
   with open(os.path.join(workdir, "eval", "results.json")) as f:
     stored = json.load(f)
-  assert stored["normalizer_description"] == "inter-ocular distance (outer eye corners 0, 1)"
+  assert stored["normalizer_description"] == "inter-ocular distance (eye points 0, 1)"
   with np.load(report.prediction_file(workdir, "test")) as p:
     pred, gt, nme = p["landmarks"], p["gt_landmarks"], p["nme"]
   assert pred.shape == gt.shape == (8, 5, 2)
@@ -56,7 +56,7 @@ def test_five_points_train_flipped_and_evaluate(tmp_path, monkeypatch):
   np.testing.assert_allclose(nme, expected, rtol=1e-5)
   assert splits["test"]["nme"] == pytest.approx(expected.mean(), rel=1e-5)
   table = open(os.path.join(workdir, "eval", "results.md")).read()
-  assert "NME normalised by the inter-ocular distance (outer eye corners 0, 1)." in table
+  assert "NME normalised by the inter-ocular distance (eye points 0, 1)." in table
   assert "| n/a | n/a | n/a |" in table
 
 

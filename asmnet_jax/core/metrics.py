@@ -38,10 +38,12 @@ def describe_normalizer(normalizer: str, eye_indices: tuple[int, int] | None = N
     raise ValueError(f"unknown normalizer {normalizer!r}; known: {', '.join(NORMALIZERS)}")
   text = NORMALIZERS[normalizer]
   if normalizer == "inter_ocular":
-    if eye_indices is None and num_points in OUTER_EYE_CORNERS:
-      eye_indices = OUTER_EYE_CORNERS[num_points]
-    if eye_indices is not None:
-      text = text[:-1] + f" {eye_indices[0]}, {eye_indices[1]})"
+    builtin = OUTER_EYE_CORNERS.get(num_points)
+    if eye_indices is None or tuple(eye_indices) == builtin:
+      if builtin is not None:
+        text = text[:-1] + f" {builtin[0]}, {builtin[1]})"
+    else:  # a dataset's own pair: eye corners or centres, whatever it declared.
+      text = f"inter-ocular distance (eye points {eye_indices[0]}, {eye_indices[1]})"
   return text
 
 

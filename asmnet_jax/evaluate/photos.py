@@ -13,6 +13,8 @@ DATASET, recognised by its contents:
     ../shared/data/real_faces/;
   * a CSV of rows `file,x0,y0,x1,y1,...` (0-based), or a folder holding it as
     `landmarks.csv` (readers: `asmnet_jax.data.annotations`).
+A `dataset.json` beside the annotations or one folder up (`landmark_folder`'s
+layout) declares the scheme's eye points and normaliser.
 Faces have any number of points, as many as the model gives; faces with another
 count than most faces of the dataset are skipped.
 
@@ -22,8 +24,8 @@ predictor's face detector and matches its boxes to the annotated faces (a face i
 found when a box contains the centre of the face's landmark box and is within a
 factor 2 of its size sqrt(w * h); one-to-one, closest centres first). NME is the
 mean point error over the inter-ocular distance (outer eye corners: the 300-W
-standard for 68 points, WFLW's for 98, or the `eye_corners` a `dataset.json` beside
-the annotations declares), else over the diagonal of the landmark box (or what
+standard for 68 points, WFLW's for 98, or the `eye_corners` a `dataset.json`
+declares), else over the diagonal of the landmark box (or what
 `dataset.json`'s `normalizer` names); the summary names it. The failure rate (FR)
 and the AUC of the CED use 10 % and 8 %.
 
@@ -225,11 +227,13 @@ def _usable_annotations(path: str) -> tuple[Annotations, scheme_lib.LandmarkSche
     first = f": {annotations.skipped[0]['reason']}" if annotations.skipped else ""
     raise PhotoScoringError(f"no usable annotated face in {path} ({len(annotations.skipped)} "
                             f"skipped{first})")
-  folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-  declarations = os.path.join(folder, scheme_lib.DATASET_FILE)
+  folder = os.path.abspath(path if os.path.isdir(path) else os.path.dirname(path))
+  # Beside the annotations, or one up: a landmark_folder split sub-folder.
+  found = [os.path.join(f, scheme_lib.DATASET_FILE) for f in (folder, os.path.dirname(folder))
+           if os.path.isfile(os.path.join(f, scheme_lib.DATASET_FILE))]
+  declarations = found[0] if found else scheme_lib.DATASET_FILE
   try:
-    declared = (scheme_lib.read_dataset_file(declarations) if os.path.isfile(declarations)
-                else {})
+    declared = scheme_lib.read_dataset_file(declarations) if found else {}
     scheme = scheme_lib.scheme_from_declarations(declared, num_points, where=declarations)
   except ValueError as e:
     raise PhotoScoringError(str(e)) from None
