@@ -122,6 +122,10 @@ class TinyNetwork(models._Network):  # pylint: disable=protected-access
 _SUBSET_19 = (17, 19, 21, 22, 24, 26, 36, 39, 42, 45, -1, -2, 31, 33, 35, 48, 51, 54, 8)
 # 5 points: eye centres, nose tip, mouth corners (the common detector layout).
 _SUBSET_5 = (-1, -2, 30, 48, 54)
+# 29 points placed like COFW's (brows, eye corners and lids, pupils, nose, lips, chin;
+# its mirror pairs map onto the 68-point scheme's), for fixtures only.
+_SUBSET_29 = (17, 26, 21, 22, 19, 20, 24, 23, 36, 45, 39, 42, 37, 41, 44, 46, -1, -2,
+              31, 35, 30, 33, 48, 54, 51, 62, 66, 57, 8)
 # Their mirror declarations (`dataset.json`), image-left point first.
 FOLDER_SCHEMES = {
     5: {"eye_corners": [0, 1], "mirror_pairs": [[0, 1], [3, 4]], "midline_points": [2]},
@@ -133,14 +137,18 @@ FOLDER_SCHEMES = {
 
 def drawn_face_points(num_points: int, yaw: float, pitch: float, roll: float,
                       scale: float, centre) -> np.ndarray:
-  """float64 (num_points, 2) 0-based pixels of the mean face at a pose (5 or 19 points,
-  or 68: the whole face), weak-perspective projection."""
+  """float64 (num_points, 2) 0-based pixels of the mean face at a pose (5, 19 or 29
+  points, or 68: the whole face), weak-perspective projection."""
   from asmnet_jax.core import rotation  # pylint: disable=g-import-not-at-top
   face = rotation.load_mean_face() @ rotation.euler_to_rotation(yaw, pitch, roll).T
-  points = scale * face[:, :2] + np.asarray(centre, np.float64)
+  return subset_of_68(scale * face[:, :2] + np.asarray(centre, np.float64), num_points)
+
+
+def subset_of_68(points: np.ndarray, num_points: int) -> np.ndarray:
+  """The 5-, 19- or 29-point layout (or all 68) taken from 68-point landmarks (68, 2)."""
   if num_points == 68:
     return points
-  subset = {5: _SUBSET_5, 19: _SUBSET_19}[num_points]
+  subset = {5: _SUBSET_5, 19: _SUBSET_19, 29: _SUBSET_29}[num_points]
   centres = {-1: points[36:42].mean(0), -2: points[42:48].mean(0)}
   return np.stack([centres[i] if i < 0 else points[i] for i in subset])
 

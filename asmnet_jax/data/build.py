@@ -6,6 +6,7 @@ from any directory:
   python -m asmnet_jax.data.build ibug_300w --manual_dir ~/data/300W
   python -m asmnet_jax.data.build wflw --manual_dir ~/data/WFLW --config override \
       --pose_overrides ~/data/wflw_hopenet.csv    # -> config "override_wflw_hopenet"
+  python -m asmnet_jax.data.build cofw --manual_dir ~/data/COFW
   python -m asmnet_jax.data.build landmark_folder --manual_dir ~/data/my_faces
 
 The datasets are written as array_record under `--data_dir`
@@ -29,7 +30,7 @@ from asmnet_jax.data import builders, registry, scheme
 
 # The datasets built from users' downloads or folders (synthetic_faces builds itself
 # on first use).
-DATASETS = ("ibug_300w", "wflw", "landmark_folder")
+DATASETS = ("ibug_300w", "wflw", "cofw", "landmark_folder")
 
 
 def make_config(config: str, pose_overrides: str | None) -> builders.FaceBuilderConfig:
@@ -70,6 +71,11 @@ def build(
                        f"{builders.POSE_OVERRIDES_FILENAME} when present; --config and "
                        "--pose_overrides do not apply")
     builder_config = config_for(manual_dir)
+  elif not any(c.name == config for c in cls.BUILDER_CONFIGS):  # cofw: no pose options.
+    if config != "fit" or pose_overrides is not None:
+      raise ValueError(f"{name} has no pose labels to choose: --config and "
+                       "--pose_overrides do not apply")
+    builder_config = None
   else:
     builder_config = make_config(config, pose_overrides)
   builder = cls(data_dir=data_dir, config=builder_config, file_format="array_record")

@@ -114,7 +114,24 @@ class Evaluator:
     return Predictions(*(np.concatenate(field) for field in zip(*parts)))
 
   def evaluate(self, variables: Any, data_source) -> dict[str, Any]:
-    return compute_metrics(self.predict(variables, data_source), self.scheme)
+    predictions = self.predict(variables, data_source)
+    return compute_metrics(predictions, self.scheme,
+                           visible_points(data_source, predictions.index))
+
+
+def visible_points(data_source, index: np.ndarray) -> np.ndarray | None:
+  """bool (N, n): the points of records `index` not flagged `occluded`, or None for a
+  dataset without occlusion flags (images are not decoded)."""
+  if len(index) == 0 or "occluded" not in _first_record_keys(data_source):
+    return None
+  return ~pipeline.read_fields(data_source, index, "occluded").astype(bool)
+
+
+def _first_record_keys(data_source) -> set[str]:
+  features = getattr(getattr(data_source, "dataset_info", None), "features", None)
+  if features is not None:
+    return set(features.keys())
+  return set(data_source[0].keys())
 
 
 def scheme_for(predictions: Predictions,
@@ -131,11 +148,14 @@ def face_nmes(predictions: Predictions,
 
 
 def compute_metrics(predictions: Predictions,
-                    scheme: scheme_lib.LandmarkScheme | None = None) -> dict[str, Any]:
+                    scheme: scheme_lib.LandmarkScheme | None = None,
+                    visible: np.ndarray | None = None) -> dict[str, Any]:
   """count, nme, failure_rate, auc (fractions) and pose_mae (degrees) of a split.
 
   NME is normalised as `scheme` says (`scheme_for`); pose_mae is None for a
-  dataset without pose labels.
+  dataset without pose labels. With `visible` (bool (N, n), COFW's unoccluded
+  points) also nme_visible: the mean over faces of the error over their visible
+  points (same normaliser; faces with none left out).
   """
   scheme = scheme_for(predictions, scheme)
   nmes = face_nmes(predictions, scheme)
@@ -143,13 +163,18 @@ def compute_metrics(predictions: Predictions,
   if scheme.has_pose:
     mae = np.asarray(metrics.pose_mae(predictions.pose, predictions.gt_pose))
     pose_mae = {**{a: float(v) for a, v in zip(ANGLES, mae)}, "mean": float(mae.mean())}
-  return {
+  results = {
       "count": int(len(nmes)),
       "nme": float(np.mean(nmes)),
       "failure_rate": float(metrics.failure_rate(nmes)),
       "auc": float(metrics.auc(nmes)),
       "pose_mae": pose_mae,
   }
+  if visible is not None:
+    visible_nmes = np.asarray(scheme.nme(predictions.landmarks, predictions.gt_landmarks,
+                                         point_mask=np.asarray(visible, bool)))
+    results["nme_visible"] = float(np.nanmean(visible_nmes))
+  return results
 
 
 def flatten(results: dict[str, Any]) -> dict[str, Any]:

@@ -61,6 +61,10 @@ def results_table(results: dict[str, dict[str, Any]], title: str,
               else "n/a | n/a | n/a")
     lines.append(f"| {split} | {r['count']} | {100 * r['nme']:.2f} | "
                  f"{100 * r['failure_rate']:.2f} | {r['auc']:.4f} | {angles} |")
+  visible = {split: r["nme_visible"] for split, r in results.items() if "nme_visible" in r}
+  if visible:
+    lines += ["", "NME over the visible (unoccluded) points only: " + ", ".join(
+        f"{split} {100 * value:.2f} %" for split, value in visible.items()) + "."]
   return "\n".join(lines) + "\n"
 
 
@@ -84,7 +88,8 @@ def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
   for split, source in registry.open_splits(builder, splits).items():
     logging.info("Evaluating %s on %s (%d faces)", workdir, split, len(source))
     predictions = evaluator.predict(variables, source)
-    results[split] = evaluator_lib.compute_metrics(predictions, data_scheme)
+    results[split] = evaluator_lib.compute_metrics(
+        predictions, data_scheme, evaluator_lib.visible_points(source, predictions.index))
     nmes[split] = evaluator_lib.face_nmes(predictions, data_scheme)
     if jax.process_index() == 0:
       np.savez(prediction_file(workdir, split), nme=nmes[split], **predictions._asdict())
