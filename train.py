@@ -43,6 +43,7 @@ def _run(fv: flags.FlagValues) -> None:
   # message says what to do. Building now, not inside the loop, keeps its bugs apart.
   with cli.reported(AssertionError, FileNotFoundError, ValueError):
     builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
+    loop.check_splits(config, builder)
     loop.dataset_input_config(config, scheme.scheme_of(builder))  # flips need a mirror map.
   logging.info("Config:\n%s", config)
   results = loop.train_and_evaluate(config, fv.workdir)

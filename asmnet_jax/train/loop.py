@@ -102,6 +102,16 @@ def dataset_input_config(config: ml_collections.ConfigDict,
   return dataclasses.replace(in_config, mirror_map=data_scheme.mirror_map)
 
 
+def check_splits(config: ml_collections.ConfigDict, builder) -> None:
+  """ValueError naming the dataset's splits when the config's train or validation
+  split is not one of them."""
+  available = list(builder.info.splits)
+  for field in ("train_split", "validation_split"):
+    if config.get(field) not in available:
+      raise ValueError(f"config.{field}={config.get(field)!r}: {config.dataset} has the "
+                       f"splits {', '.join(sorted(available))}")
+
+
 def loss_config(config: ml_collections.ConfigDict,
                 data_scheme: scheme_lib.LandmarkScheme) -> ml_collections.ConfigDict:
   """`config` for the training step: pose_weight 0 on a dataset without pose labels."""
@@ -127,6 +137,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     config_lib.save_config(config, workdir)
 
   builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
+  check_splits(config, builder)
   sources = registry.open_splits(builder, [config.train_split, config.validation_split])
   train_source = sources[config.train_split]
   data_scheme = scheme_lib.scheme_of(builder)
