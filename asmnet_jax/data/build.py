@@ -7,6 +7,7 @@ from any directory:
   python -m asmnet_jax.data.build wflw --manual_dir ~/data/WFLW --config override \
       --pose_overrides ~/data/wflw_hopenet.csv    # -> config "override_wflw_hopenet"
   python -m asmnet_jax.data.build cofw --manual_dir ~/data/COFW
+  python -m asmnet_jax.data.build cofw/cofw68 --manual_dir ~/data/COFW   # + COFW68/*.pts
   python -m asmnet_jax.data.build landmark_folder --manual_dir ~/data/my_faces
 
 The datasets are written as array_record under `--data_dir`
@@ -75,7 +76,8 @@ def build(
     if config != "fit" or pose_overrides is not None:
       raise ValueError(f"{name} has no pose labels to choose: --config and "
                        "--pose_overrides do not apply")
-    builder_config = None
+    # "cofw/cofw68" names its config; "cofw" takes the default.
+    builder_config = name.split("/")[1] if "/" in name else None
   else:
     builder_config = make_config(config, pose_overrides)
   builder = cls(data_dir=data_dir, config=builder_config, file_format="array_record")
@@ -102,7 +104,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def _run(fv: flags.FlagValues, args: list[str]) -> None:
-  if len(args) != 1 or args[0] not in DATASETS:
+  if len(args) != 1 or registry.dataset_family(args[0]) not in DATASETS:
     raise cli.UsageError(f"expected one dataset name, one of {', '.join(DATASETS)}; "
                          f"got {' '.join(args) or 'none'}")
   # Missing/mis-laid manual directory, missing or malformed pose CSV: the message

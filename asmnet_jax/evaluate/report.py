@@ -30,14 +30,21 @@ from asmnet_jax.train.step import make_mesh
 NUM_SAMPLES = 12
 
 
-def prediction_file(workdir: str, split: str) -> str:
+def eval_dir(workdir: str, dataset: str | None = None) -> str:
+  """DIR/eval, or DIR/eval_<dataset> for another dataset than the run's."""
+  if dataset is None:
+    return os.path.join(workdir, "eval")
+  return os.path.join(workdir, "eval_" + dataset.replace("/", "_").replace(":", "_"))
+
+
+def prediction_file(workdir: str, split: str, dataset: str | None = None) -> str:
   """Per-face predictions and NMEs of a split: DIR/eval/predictions_<split>.npz."""
-  return os.path.join(workdir, "eval", f"predictions_{split}.npz")
+  return os.path.join(eval_dir(workdir, dataset), f"predictions_{split}.npz")
 
 
-def normalizer_description(workdir: str) -> str | None:
-  """The NME normaliser (words) of the last DIR/eval/results.json, None without one."""
-  path = os.path.join(workdir, "eval", "results.json")
+def normalizer_description(workdir: str, dataset: str | None = None) -> str | None:
+  """The NME normaliser (words) of the last results.json, None without one."""
+  path = os.path.join(eval_dir(workdir, dataset), "results.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
@@ -69,19 +76,34 @@ def results_table(results: dict[str, dict[str, Any]], title: str,
 
 
 def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
-                     checkpoint: str = "best") -> dict[str, dict[str, Any]]:
-  """Scores the run in `workdir` on `splits` (default: the dataset's test splits)."""
+                     checkpoint: str = "best", dataset: str | None = None,
+                     manual_dir: str | None = None) -> dict[str, dict[str, Any]]:
+  """Scores the run in `workdir` on `splits` (default: the dataset's test splits).
+
+  `dataset` (built from `manual_dir` if needed) scores it on another dataset with the
+  same point count instead, e.g. a 300-W run on `cofw/cofw68`; its reports go to
+  DIR/eval_<dataset>/ (`eval_dir`).
+
+  Raises:
+    ValueError: the other dataset's point count is not the run's.
+  """
   config = config_lib.load_config(workdir)
   path = checkpoints.step_dir(workdir, checkpoint)  # fails before any dataset work.
   step = int(os.path.basename(path))
   tree = checkpoints.restore_tree(path)
   variables = {"params": tree["params"], "batch_stats": tree["batch_stats"]}
-  builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
-  splits = list(splits or registry.test_splits(config.dataset, builder))
+  name = dataset or config.dataset
+  builder = registry.prepare(name, config.data_dir,
+                             manual_dir if dataset else config.manual_dir)
+  splits = list(splits or registry.test_splits(name, builder))
   data_scheme = scheme_lib.scheme_of(builder)
+  num_points = tree["params"]["heads"]["landmarks"]["kernel"].shape[-1] // 2
+  if num_points != data_scheme.num_points:
+    raise ValueError(f"{workdir} predicts {num_points} points, {name} has "
+                     f"{data_scheme.num_points}")
   model = state_lib.create_model(config, data_scheme.num_points)
   evaluator = evaluator_lib.Evaluator(model, config, make_mesh(), scheme=data_scheme)
-  out_dir = os.path.join(workdir, "eval")
+  out_dir = eval_dir(workdir, dataset)
   os.makedirs(out_dir, exist_ok=True)
 
   results, nmes = {}, {}
@@ -92,13 +114,15 @@ def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
         predictions, data_scheme, evaluator_lib.visible_points(source, predictions.index))
     nmes[split] = evaluator_lib.face_nmes(predictions, data_scheme)
     if jax.process_index() == 0:
-      np.savez(prediction_file(workdir, split), nme=nmes[split], **predictions._asdict())
+      np.savez(prediction_file(workdir, split, dataset), nme=nmes[split],
+               **predictions._asdict())
       _sample_grid(source, predictions, nmes[split],
                    os.path.join(out_dir, f"samples_{split}.png"), data_scheme.has_pose)
 
   if jax.process_index() == 0:
     report = {"workdir": os.path.abspath(workdir), "checkpoint": checkpoint, "step": step,
-              "dataset": config.dataset, "model": config.model, "loss": config.loss,
+              "dataset": name, "trained_on": config.dataset, "model": config.model,
+              "loss": config.loss,
               "normalizer": data_scheme.normalizer,
               "normalizer_description": data_scheme.describe_normalizer(),
               "splits": results}
@@ -106,7 +130,7 @@ def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
       json.dump(report, f, indent=2)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
       f.write(results_table(results, f"{config.model} ({config.loss} loss) on "
-                            f"{config.dataset}, {checkpoint} checkpoint (step {step})",
+                            f"{name}, {checkpoint} checkpoint (step {step})",
                             data_scheme.describe_normalizer()))
     plots.ced_curves(nmes, os.path.join(out_dir, "ced.png"))
   return results

@@ -30,6 +30,11 @@ SCHEME = scheme_lib.LandmarkScheme(
     NUM_LANDMARKS, "inter_ocular", EYE_CORNERS,
     scheme_lib.mirror_map_from(NUM_LANDMARKS, MIRROR_PAIRS, MIDLINE), "absent")
 
+# COFW-68: 68-point (300-W scheme) re-annotations of the test faces, one `.pts` file a
+# face named by its 1-based index in COFW_test_color.mat (1.pts ... 507.pts).
+COFW68_DIR = "COFW68"
+COFW68 = "cofw68"
+
 _INSTRUCTIONS = """\
 Download COFW's colour release (Burgos-Artizzu et al., ICCV 2013; e.g.
 https://data.caltech.edu/records/20099) and put both files in one folder:
@@ -39,6 +44,9 @@ https://data.caltech.edu/records/20099) and put both files in one folder:
 
 Reading them needs h5py:  pip install -e '.[cofw]'. Then build with
   python -m asmnet_jax.data.build cofw --manual_dir <manual_dir>
+For config cofw68 (the 68-point re-annotation of the test set), add
+  <manual_dir>/COFW68/<k>.pts          (k = 1 ... 507, 300-W .pts, 1-based)
+  python -m asmnet_jax.data.build cofw/cofw68 --manual_dir <manual_dir>
 """
 
 
@@ -116,8 +124,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   TEST_SPLITS = ("test",)
   RELEASE_NOTES = {"1.0.0": "Initial release."}
-  BUILDER_CONFIGS = [builders.FaceBuilderConfig(
-      name="default", description="No pose labels (29 points cannot be fitted): zeros.")]
+  BUILDER_CONFIGS = [
+      builders.FaceBuilderConfig(
+          name="default", description="29 points; no pose labels (zeros)."),
+      builders.FaceBuilderConfig(
+          name=COFW68, description=(
+              "The test faces with 68-point (300-W scheme) re-annotations from "
+              f"<manual_dir>/{COFW68_DIR}/<k>.pts; pose fitted to them.")),
+  ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
   def __init__(self, *, file_format=None, **kwargs):
@@ -125,6 +139,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     super().__init__(file_format=file_format or "array_record", **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
+    if self.builder_config.name == COFW68:
+      return tfds.core.DatasetInfo(
+          builder=self,
+          description=(
+              "COFW test faces with the 68-point re-annotation (COFW-68, 300-W scheme; "
+              "0-based pixels in the crop), the crop box in the original image and head "
+              "pose fitted to the landmarks (yaw, pitch, roll in degrees)."),
+          features=face_features.face_features(68, self.builder_config.image_format),
+          homepage="https://github.com/golnazghiasi/cofw68-benchmark")
     extra = {"occluded": tfds.features.Tensor(shape=(NUM_LANDMARKS,), dtype=np.bool_)}
     return tfds.core.DatasetInfo(
         builder=self,
@@ -146,9 +169,37 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = dl_manager.manual_dir  # TFDS raises with the instructions if absent/empty.
+    if self.builder_config.name == COFW68:
+      builders.require_layout(manual_dir, [FILES["test"][0], COFW68_DIR], _INSTRUCTIONS)
+      _h5py()
+      return {"test": self._generate_cofw68(os.fspath(manual_dir))}
     builders.require_layout(manual_dir, [f[0] for f in FILES.values()], _INSTRUCTIONS)
     _h5py()  # fail early without it.
     return {split: self._generate_examples(os.fspath(manual_dir), split) for split in FILES}
+
+  def _generate_cofw68(self, manual_dir: str) -> Iterator[tuple[str, dict]]:
+    """Test faces with their COFW68/<k>.pts; faces without one are skipped and counted."""
+    config = self.builder_config
+    report = builders.SkipReport(self.name, "test")
+    labeler = builders.PoseLabeler()
+    name, images_key, shapes_key, boxes_key = FILES["test"]
+    f, refs, _, _ = read_mat(os.path.join(manual_dir, name), images_key, shapes_key,
+                             boxes_key)
+    with f:
+      for i, ref in enumerate(refs):
+        key = f"{name}#{i + 1}"
+        pts = os.path.join(manual_dir, COFW68_DIR, f"{i + 1}.pts")
+        try:
+          if not os.path.exists(pts):
+            raise builders.MalformedSample(f"no {COFW68_DIR}/{i + 1}.pts")
+          points = builders.check_landmarks(builders.parse_pts(pts) - 1.0, 68)  # 1-based.
+          image = decode_image(f, ref)
+          example = builders.make_example(image, points, key, labeler([key], points), config)
+        except builders.MalformedSample as e:
+          report.skip(key, str(e).replace(manual_dir + os.sep, ""))
+          continue
+        yield key, example
+    report.finish()
 
   def _generate_examples(self, manual_dir: str, split: str) -> Iterator[tuple[str, dict]]:
     """Faces in file order; keys and file names `<file>#<1-based index>`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -109,3 +110,37 @@ def test_bad_files(tmp_path):
     only.mkdir()
     (only / "COFW_train_color.mat").write_bytes(b"x")
     builders.prepare_reporting_skips(cofw.Builder(data_dir=str(tmp_path / "e")), str(only))
+
+
+def write_cofw68(manual_dir, faces=(0, 1)) -> dict[int, np.ndarray]:
+  """COFW68/<k>.pts (1-based k, 1-based coordinates) for test faces `faces`: the 68
+  points of the mean face at each face's fixture pose. Returns {k: points 0-based}."""
+  from asmnet_jax import testing  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.join(manual_dir, cofw.COFW68_DIR), exist_ok=True)
+  written = {}
+  for k in faces:
+    yaw, pitch, roll, scale, centre = FIXTURE.FACES["test"][k][:5]
+    points = testing.drawn_face_points(68, yaw, pitch, roll, scale, centre)
+    lines = ["version: 1", "n_points: 68", "{"] + [f"{float(x) + 1!r} {float(y) + 1!r}" for x, y in points]
+    with open(os.path.join(manual_dir, cofw.COFW68_DIR, f"{k + 1}.pts"), "w") as f:
+      f.write("\n".join(lines + ["}"]) + "\n")
+    written[k + 1] = points
+  return written
+
+
+def test_cofw68_config(tmp_path):
+  manual = tmp_path / "COFW"
+  shutil.copytree(DUMMY, manual)
+  written = write_cofw68(str(manual))
+  builder = cofw.Builder(data_dir=str(tmp_path / "tfds"), config=cofw.COFW68)
+  reports = builders.prepare_reporting_skips(builder, str(manual))
+  records = _records(builder, "test")
+  assert [r["filename"].decode() for r in records] == [
+      "COFW_test_color.mat#1", "COFW_test_color.mat#2"]
+  for r in records:
+    k = int(r["filename"].decode().split("#")[1])
+    np.testing.assert_allclose(r["landmarks"] + r["crop_box"][:2], written[k], atol=2e-3)
+    np.testing.assert_allclose(r["pose"], FIXTURE.FACES["test"][k - 1][:3], atol=0.2)
+  assert scheme.scheme_of(builder) == scheme.default_scheme(68)
+  (report,) = reports
+  assert "COFW_test_color.mat#3: no COFW68/3.pts" in report
