@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("h5py")  # COFW's files (the `cofw` extra, in `test` too).
 
+from asmnet_jax.data import builders  # noqa: E402
 from asmnet_jax.evaluate import report  # noqa: E402
 from asmnet_jax_datasets.cofw import cofw_dataset_builder_test as cofw_test  # noqa: E402
 
@@ -21,8 +22,9 @@ def test_a_68_point_run_on_cofw68(trained_run, tmp_path, capsys):
   manual = tmp_path / "COFW"
   shutil.copytree(cofw_test.DUMMY, manual)
   cofw_test.write_cofw68(str(manual))
-  splits = report.evaluate_workdir(workdir, checkpoint="latest", dataset="cofw/cofw68",
-                                   manual_dir=str(manual))
+  with pytest.warns(builders.SkippedSamplesWarning, match="no COFW68/3.pts"):
+    splits = report.evaluate_workdir(workdir, checkpoint="latest", dataset="cofw/cofw68",
+                                     manual_dir=str(manual))
   out = report.eval_dir(workdir, "cofw/cofw68")
   assert out == os.path.join(workdir, "eval_cofw_cofw68") and list(splits) == ["test"]
   with open(os.path.join(out, "results.json")) as f:
@@ -39,7 +41,9 @@ def test_a_68_point_run_on_cofw68(trained_run, tmp_path, capsys):
 
   # The 29-point COFW cannot score a 68-point run: one line from eval.py.
   evaluation = importlib.import_module("eval")
-  assert evaluation.main(["--workdir", workdir, "--dataset", "cofw",
-                          "--manual_dir", cofw_test.DUMMY]) == 2
+  with pytest.warns(builders.SkippedSamplesWarning, match="skipped 1 malformed sample"):
+    status = evaluation.main(["--workdir", workdir, "--dataset", "cofw",
+                              "--manual_dir", cofw_test.DUMMY])
+  assert status == 2
   assert capsys.readouterr().err.strip().endswith(f"error: {workdir} predicts 68 points, "
                                                   "cofw has 29")

@@ -163,10 +163,6 @@ def read_pts_folder(root: str) -> Annotations:
   return Annotations("300w", list(photos.values()), skipped, len(all_images - used_images))
 
 
-# The name `asmnet_jax.evaluate.photos` has always used.
-read_300w_folder = read_pts_folder
-
-
 def read_landmarks_json(path: str) -> Annotations:
   """The faces of a `{"faces": [{"file", "landmarks", ...}]}` JSON (0-based pixels).
 

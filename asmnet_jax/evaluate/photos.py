@@ -92,11 +92,7 @@ PhotoScoringError = annotations_lib.AnnotationError
 
 
 # The readers live in asmnet_jax.data.annotations (the landmark_folder builder uses them too).
-Photo = annotations_lib.Photo
 Annotations = annotations_lib.Annotations
-read_300w_folder = annotations_lib.read_pts_folder
-read_landmarks_json = annotations_lib.read_landmarks_json
-read_landmarks_csv = annotations_lib.read_landmarks_csv
 read_annotations = annotations_lib.read_annotations
 
 
