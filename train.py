@@ -23,6 +23,7 @@ from ml_collections import config_flags
 
 from asmnet_jax import cli
 from asmnet_jax.data import registry
+from asmnet_jax.data import scheme
 from asmnet_jax.runtime import distributed
 from asmnet_jax.train import checkpoints
 from asmnet_jax.train import config as config_lib
@@ -48,7 +49,9 @@ def _run(fv: flags.FlagValues) -> None:
   # Missing or mis-laid downloads (TFDS asserts on a missing manual directory): the
   # message says what to do. Building now, not inside the loop, keeps its bugs apart.
   with cli.reported(AssertionError, FileNotFoundError, ValueError):
-    registry.prepare(config.dataset, config.data_dir, config.manual_dir)
+    builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
+    loop.check_splits(config, builder)
+    loop.dataset_input_config(config, scheme.scheme_of(builder))  # flips need a mirror map.
   with cli.reported(ValueError):  # a stored config.json it does not fit, or a bad one.
     config_lib.check_resume_compatible(config, fv.workdir)
   logging.info("Config:\n%s", config)

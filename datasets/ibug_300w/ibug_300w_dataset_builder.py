@@ -25,6 +25,13 @@ SPLITS = {
     "full": ("helen/testset", "lfpw/testset", "ibug"),
 }
 IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg")
+# The 300-W challenge's own test set (300 indoor, 300 outdoor faces): extra splits,
+# built when its folders are in the manual directory (evaluate with --split private).
+PRIVATE_SPLITS = {
+    "private": ("300W/01_Indoor", "300W/02_Outdoor"),
+    "private_indoor": ("300W/01_Indoor",),
+    "private_outdoor": ("300W/02_Outdoor",),
+}
 
 _INSTRUCTIONS = """\
 Download the 68-point annotated images of 300-W from the iBUG site
@@ -39,7 +46,9 @@ accept their terms, and extract them into one folder laid out as
   <manual_dir>/lfpw/testset/        (224)
   <manual_dir>/ibug/                (135)
 
-with each image (.jpg or .png) beside its .pts file. Then build with
+with each image (.jpg or .png) beside its .pts file. Optional: the 300-W challenge's
+private test set as <manual_dir>/300W/01_Indoor/ and 300W/02_Outdoor/ (300 faces each;
+splits private, private_indoor, private_outdoor). Then build with
   python -m asmnet_jax.data.build ibug_300w --manual_dir <manual_dir>   (repository root)
 Optional: <manual_dir>/pose_overrides.csv (filename,yaw,pitch,roll) with --config override.
 """
@@ -81,9 +90,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     manual_dir = dl_manager.manual_dir  # TFDS raises with the instructions if absent/empty.
     builders.require_layout(manual_dir, FOLDERS, _INSTRUCTIONS)
     builders.PoseLabeler.from_config(self.builder_config, manual_dir)  # fail early.
+    splits = dict(SPLITS)
+    if all(os.path.isdir(os.path.join(manual_dir, f)) for f in PRIVATE_SPLITS["private"]):
+      splits.update(PRIVATE_SPLITS)
     return {
         split: self._generate_examples(os.fspath(manual_dir), split, folders)
-        for split, folders in SPLITS.items()
+        for split, folders in splits.items()
     }
 
   def _generate_examples(
