@@ -1,10 +1,13 @@
 """Evaluates a trained work directory on every test split of its dataset.
 
-    python eval.py --workdir DIR [--split common --split challenging] [--checkpoint latest]
+    python eval.py --workdir DIR [--split common --split challenging] [--checkpoint both]
 
-Writes DIR/eval/results.json, results.md, ced.png and samples_<split>.png, and
-prints the results table. A DIR that is not a train.py work directory (or has no
-such checkpoint) stops with one line `error: ...` (exit status 2).
+By default both checkpoints: the best on the validation split (DIR/eval/) and the
+last one (DIR/eval/latest/), each with results.json, results.md, ced.png and
+samples_<split>.png; prints one results table for each, titled with which it is.
+When the last checkpoint is also the best, it is evaluated once. A DIR that is not
+a train.py work directory (or has no such checkpoint) stops with one line
+`error: ...` (exit status 2).
 """
 
 from __future__ import annotations
@@ -27,18 +30,32 @@ def define_flags(fv: flags.FlagValues) -> None:
                       flag_values=fv)
   flags.DEFINE_multi_string("split", None, "Splits to evaluate (default: all test splits).",
                             flag_values=fv)
-  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to evaluate.",
+  flags.DEFINE_enum("checkpoint", "both", ["both", "best", "latest"],
+                    "Which checkpoint to evaluate: the best on validation, the last, or both.",
                     flag_values=fv)
 
 
 def _run(fv: flags.FlagValues) -> None:
   distributed.initialize_if_available()
   # The work directory's config and checkpoint first: a wrong --workdir is one line.
+  kinds = ["best", "latest"] if fv.checkpoint == "both" else [fv.checkpoint]
   with cli.reported(FileNotFoundError):
     config_lib.load_config(fv.workdir)
-    checkpoints.step_dir(fv.workdir, fv.checkpoint)
-  results = report.evaluate_workdir(fv.workdir, fv.split, fv.checkpoint)
-  print(report.results_table(results, f"{fv.workdir} ({fv.checkpoint} checkpoint)"))
+    steps = {kind: _step(checkpoints.step_dir(fv.workdir, kind)) for kind in kinds}
+  titles = {kind: f"{fv.workdir}: {_TITLES[kind]} (step {step})" for kind, step in steps.items()}
+  if len(kinds) == 2 and steps["best"] == steps["latest"]:
+    kinds = ["best"]  # one evaluation for the one checkpoint.
+    titles["best"] += ", which is also the last checkpoint"
+  for kind in kinds:
+    results = report.evaluate_workdir(fv.workdir, fv.split, kind)
+    print(report.results_table(results, titles[kind]))
+
+
+_TITLES = {"best": "best checkpoint on the validation split", "latest": "last checkpoint"}
+
+
+def _step(path: str) -> int:
+  return int(path.rstrip("/").rsplit("/", 1)[-1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

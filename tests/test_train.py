@@ -124,6 +124,35 @@ def test_config_validation_names_input_worker_count():
     config_lib.validate_config(config)
 
 
+@pytest.mark.parametrize("dataset, split", [("ibug_300w", "full"), ("ibug_300w", "common"),
+                                            ("wflw", "test"), ("synthetic_faces", "test")])
+def test_selecting_on_a_test_split_is_refused(dataset, split):
+  config = synthetic.get_config()
+  config.dataset, config.validation_split = dataset, split
+  with pytest.raises(ValueError, match=f"config.validation_split='{split}': is a test split"):
+    config_lib.validate_config(config)
+
+
+def test_paper_configs_select_on_held_out_training_images():
+  from configs import ibug_300w, wflw  # pylint: disable=g-import-not-at-top
+  assert config_lib.base_config().validation_split == "validation"
+  for config in (ibug_300w.get_config(), wflw.get_config()):
+    assert config.validation_split == "validation"
+    config_lib.validate_config(config)
+
+
+def test_a_split_the_dataset_lacks_is_refused_naming_the_field():
+  config = synthetic.get_config()
+  config_lib.validate_splits(config, ["train", "validation", "test"])
+  config.validation_split = "valid"
+  with pytest.raises(ValueError, match=r"config.validation_split='valid': synthetic_faces has "
+                     r"no such split \(its splits: test, train, validation\)"):
+    config_lib.validate_splits(config, ["train", "validation", "test"])
+  config.validation_split, config.train_split = "validation", "training"
+  with pytest.raises(ValueError, match="config.train_split='training'"):
+    config_lib.validate_splits(config, ["train", "validation", "test"])
+
+
 def test_unknown_dataset_is_a_clear_error():
   with pytest.raises(ValueError, match="unknown dataset 'celeba'"):
     registry.get_builder("celeba")
@@ -323,6 +352,25 @@ class _PoisonedLabels:
 
   def close(self):
     self._stream.close()
+
+
+def test_eval_reports_the_best_on_validation_and_the_last_checkpoint(trained_run, tmp_path,
+                                                                     capsys):
+  import eval as eval_main  # pylint: disable=g-import-not-at-top
+  workdir = trained_run.copy_to(tmp_path / "run")
+  # Validation NME fell from step 30 to 60 in the shared run, so 60 is the best too;
+  # dropping the latest checkpoint 60 leaves best 60 and last 30.
+  best, latest = _steps(workdir, "best")[0], _steps(workdir)[-1]
+  assert (best, latest) == (60, 60)
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "60"))
+  assert eval_main.main(["--workdir", workdir, "--split", "test"]) == 0
+  out = capsys.readouterr().out
+  assert f"{workdir}: best checkpoint on the validation split (step 60)" in out
+  assert f"{workdir}: last checkpoint (step 30)" in out
+  for sub, step in (("eval", 60), ("eval/latest", 30)):
+    with open(os.path.join(workdir, sub, "results.json")) as f:
+      assert json.load(f)["step"] == step
+  assert not os.path.exists(os.path.join(workdir, "eval", "latest", "latest"))
 
 
 def test_non_finite_loss_stops_and_keeps_the_good_checkpoints(trained_run, tmp_path,

@@ -29,9 +29,14 @@ from asmnet_jax.train.step import make_mesh
 NUM_SAMPLES = 12
 
 
-def prediction_file(workdir: str, split: str) -> str:
-  """Per-face predictions and NMEs of a split: DIR/eval/predictions_<split>.npz."""
-  return os.path.join(workdir, "eval", f"predictions_{split}.npz")
+# Where the evaluation of each checkpoint goes, under the work directory.
+EVAL_DIRS = {"best": "eval", "latest": os.path.join("eval", "latest")}
+
+
+def prediction_file(workdir: str, split: str, checkpoint: str = "best") -> str:
+  """Per-face predictions and NMEs of a split: DIR/eval/predictions_<split>.npz (the
+  best checkpoint's; DIR/eval/latest/... the latest's)."""
+  return os.path.join(workdir, EVAL_DIRS[checkpoint], f"predictions_{split}.npz")
 
 
 def results_table(results: dict[str, dict[str, Any]], title: str) -> str:
@@ -50,7 +55,10 @@ def results_table(results: dict[str, dict[str, Any]], title: str) -> str:
 
 def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
                      checkpoint: str = "best") -> dict[str, dict[str, Any]]:
-  """Scores the run in `workdir` on `splits` (default: the dataset's test splits)."""
+  """Scores the run in `workdir` on `splits` (default: the dataset's test splits).
+
+  Writes to DIR/eval/ for the best checkpoint, DIR/eval/latest/ for the latest.
+  """
   config = config_lib.load_config(workdir)
   path = checkpoints.step_dir(workdir, checkpoint)  # fails before any dataset work.
   step = int(os.path.basename(path))
@@ -61,7 +69,7 @@ def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
   num_landmarks = builder.info.features["landmarks"].shape[0]
   model = state_lib.create_model(config, num_landmarks)
   evaluator = evaluator_lib.Evaluator(model, config, make_mesh())
-  out_dir = os.path.join(workdir, "eval")
+  out_dir = os.path.join(workdir, EVAL_DIRS[checkpoint])
   os.makedirs(out_dir, exist_ok=True)
 
   results, nmes = {}, {}
@@ -71,7 +79,7 @@ def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
     results[split] = evaluator_lib.compute_metrics(predictions)
     nmes[split] = np.asarray(metrics.nme(predictions.landmarks, predictions.gt_landmarks))
     if jax.process_index() == 0:
-      np.savez(prediction_file(workdir, split), nme=nmes[split], **predictions._asdict())
+      np.savez(prediction_file(workdir, split, checkpoint), nme=nmes[split], **predictions._asdict())
       _sample_grid(source, predictions, os.path.join(out_dir, f"samples_{split}.png"))
 
   if jax.process_index() == 0:

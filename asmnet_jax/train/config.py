@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from asmnet_jax.data import pipeline
+from asmnet_jax.data import registry
 from asmnet_jax.nn import models
 
 LOSSES = ("asm", "mse")
@@ -34,7 +35,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = ml_collections.FieldReference(None, field_type=str)   # None: TFDS default.
   c.manual_dir = ml_collections.FieldReference(None, field_type=str)  # 300W / WFLW downloads.
   c.train_split = "train"
-  c.validation_split = "test"    # Picks the "best" checkpoint.
+  # Picks the "best" checkpoint: held-out training images, never a test split.
+  c.validation_split = "validation"
   c.max_train_examples = ml_collections.FieldReference(None, field_type=int)  # None: all.
 
   # Model and loss: the paper's four variants are {asmnet, mnv2} x {asm, mse}.
@@ -78,9 +80,10 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def paper_recipe(dataset: str, variance_kept: float,
-                 validation_split: str) -> ml_collections.ConfigDict:
+                 validation_split: str = "validation") -> ml_collections.ConfigDict:
   """The authors' recipe (METHOD.md, section 5) on a real dataset: Adam 1e-2 with
-  Keras decay, batch 50, 150 epochs at 224 px, their offline augmentation, bfloat16.
+  Keras decay, batch 50, 150 epochs at 224 px, their offline augmentation, bfloat16;
+  the best checkpoint picked on the builder's held-out `validation` split.
   """
   c = base_config()
   c.dataset = dataset
@@ -129,6 +132,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     fail("dropout_rate", "must be in [0, 1)")
   if not config.pose_scale_deg > 0.0:
     fail("pose_scale_deg", "must be positive")
+  if config.validation_split in registry.test_splits(config.dataset):
+    fail("validation_split", f"is a test split of {config.dataset}; pick the best "
+         "checkpoint on held-out training images (e.g. 'validation') and report the test "
+         "splits once, with eval.py")
   if not 0.0 <= config.input.get("flip_probability", 0.0) <= 1.0:
     raise ValueError(f"config.input.flip_probability={config.input.flip_probability!r}: "
                      "must be in [0, 1]")
@@ -139,6 +146,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("batch_size", "eval_batch_size"):
     if config.get(field) % jax.device_count():
       fail(field, f"must be divisible by the {jax.device_count()} devices")
+
+
+def validate_splits(config: ml_collections.ConfigDict, split_names) -> None:
+  """Raises ValueError naming `train_split` or `validation_split` when the prepared
+  dataset (its `split_names`) lacks it."""
+  names = sorted(split_names)
+  for field in ("train_split", "validation_split"):
+    if config[field] not in names:
+      raise ValueError(f"config.{field}={config[field]!r}: {config.dataset} has no such "
+                       f"split (its splits: {', '.join(names)})")
 
 
 def input_config(config: ml_collections.ConfigDict) -> pipeline.InputConfig:

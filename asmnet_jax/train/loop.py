@@ -95,6 +95,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     config_lib.save_config(config, workdir)
 
   builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
+  config_lib.validate_splits(config, builder.info.splits.keys())
   sources = registry.open_splits(builder, [config.train_split, config.validation_split])
   train_source = sources[config.train_split]
   num_landmarks = builder.info.features["landmarks"].shape[0]
