@@ -68,6 +68,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.rotation_deg = input_defaults.rotation_deg
   c.input.scale_range = input_defaults.scale_range
   c.input.flip_probability = input_defaults.flip_probability  # left-right mirroring.
+  c.input.occlusion_probability = input_defaults.occlusion_probability  # random erasing.
+  c.input.occlusion_size = input_defaults.occlusion_size  # its sides, fractions of S.
+  # Augment inside the jitted step from cached uint8 crops (docs/training.md).
+  c.input.augment_on_device = input_defaults.augment_on_device
+  c.input.crop_cache_dir = ml_collections.FieldReference(None, field_type=str)  # None: data_dir.
   c.input.worker_count = input_defaults.worker_count  # grain worker processes for training.
 
   # Book-keeping.
@@ -136,9 +141,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     fail("validation_split", f"is a test split of {config.dataset}; pick the best "
          "checkpoint on held-out training images (e.g. 'validation') and report the test "
          "splits once, with eval.py")
-  if not 0.0 <= config.input.get("flip_probability", 0.0) <= 1.0:
-    raise ValueError(f"config.input.flip_probability={config.input.flip_probability!r}: "
-                     "must be in [0, 1]")
+  for field in ("flip_probability", "occlusion_probability"):
+    if not 0.0 <= config.input.get(field, 0.0) <= 1.0:
+      raise ValueError(f"config.input.{field}={config.input[field]!r}: must be in [0, 1]")
+  lo, hi = config.input.get("occlusion_size", (0.1, 0.4))
+  if not 0.0 < lo <= hi <= 1.0:
+    raise ValueError(f"config.input.occlusion_size={(lo, hi)!r}: must be (lo, hi) with "
+                     "0 < lo <= hi <= 1")
   workers = config.input.worker_count
   if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
     raise ValueError(f"config.input.worker_count={workers!r}: must be 0 (in-process) "
@@ -165,8 +174,11 @@ def input_config(config: ml_collections.ConfigDict) -> pipeline.InputConfig:
       eval_margin=config.input.eval_margin,
       rotation_deg=config.input.rotation_deg,
       scale_range=tuple(config.input.scale_range),
-      # Runs stored before flips existed lack the field.
+      # Runs stored before flips (occlusion, ...) existed lack the fields.
       flip_probability=config.input.get("flip_probability", 0.0),
+      occlusion_probability=config.input.get("occlusion_probability", 0.0),
+      occlusion_size=tuple(config.input.get("occlusion_size", (0.1, 0.4))),
+      augment_on_device=config.input.get("augment_on_device", False),
       worker_count=config.input.worker_count,
       seed=config.seed)
 
