@@ -93,3 +93,23 @@ def save_untrained_workdir(workdir: str, config: ml_collections.ConfigDict,
   return workdir
 
 
+
+
+class TinyNet(nn.Module):
+  """A network with ASMNet's interface and almost none of its compile time (a strided
+  convolution, BatchNorm, pooling, the two heads): for tests of training plumbing
+  (sharding, several processes, the loop) where the network itself is not the point.
+
+  images (N, H, W, 3) in [0, 1] -> landmarks (N, n, 2), pose (N, 3).
+  """
+  num_landmarks: int
+  channels: int = 8
+
+  @nn.compact
+  def __call__(self, images, train: bool = False):
+    x = nn.Conv(self.channels, (3, 3), strides=(4, 4))(images)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+    x = jnp.mean(nn.relu(x), axis=(1, 2))
+    landmarks = nn.Dense(2 * self.num_landmarks, name="landmarks")(x)
+    pose = nn.Dense(3, name="pose")(x)
+    return landmarks.reshape(x.shape[0], self.num_landmarks, 2), pose

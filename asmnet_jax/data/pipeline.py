@@ -458,6 +458,6 @@ def measure(iterator: Iterator[dict[str, np.ndarray]], num_batches: int,
   examples = 0
   for _ in range(num_batches):
     batch = next(iterator)
-    examples += int(batch["mask"].shape[0])
+    examples += int(batch["index"].shape[0])
   elapsed = time.perf_counter() - start
   return {"images_per_s": examples / elapsed, "seconds": elapsed, "images": examples}
