@@ -107,7 +107,7 @@ class TinyNet(nn.Module):
 
   @nn.compact
   def __call__(self, images, train: bool = False):
-    x = nn.Conv(self.channels, (3, 3), strides=(4, 4))(images)
+    x = nn.Conv(self.channels, (3, 3), strides=(4, 4), use_bias=False)(images)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
     x = jnp.mean(nn.relu(x), axis=(1, 2))
     landmarks = nn.Dense(2 * self.num_landmarks, name="landmarks")(x)

@@ -27,7 +27,7 @@ import numpy as np
 
 from asmnet_jax.data import augment
 
-_LUMA = jnp.asarray(augment._LUMA, jnp.float32)  # pylint: disable=protected-access
+_LUMA = augment._LUMA.astype(np.float32)  # pylint: disable=protected-access
 
 
 def crop_matrix(landmarks: jax.Array, margins: jax.Array, rotation_deg: jax.Array,

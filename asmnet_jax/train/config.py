@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import ml_collections
 
 from asmnet_jax.data import pipeline
-from asmnet_jax.data import registry
 from asmnet_jax.nn import models
 
 LOSSES = ("asm", "mse")
@@ -137,6 +136,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     fail("dropout_rate", "must be in [0, 1)")
   if not config.pose_scale_deg > 0.0:
     fail("pose_scale_deg", "must be positive")
+  # Imported here: it imports TensorFlow Datasets (a second), which workers reading
+  # this module's config need not.
+  from asmnet_jax.data import registry  # pylint: disable=g-import-not-at-top
   if config.validation_split in registry.test_splits(config.dataset):
     fail("validation_split", f"is a test split of {config.dataset}; pick the best "
          "checkpoint on held-out training images (e.g. 'validation') and report the test "
