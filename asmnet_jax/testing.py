@@ -104,11 +104,12 @@ class TinyNet(nn.Module):
   """
   num_landmarks: int
   channels: int = 8
+  bn_momentum: float = 0.9  # as ASMNet's, which `precise_bn` sets.
 
   @nn.compact
   def __call__(self, images, train: bool = False):
     x = nn.Conv(self.channels, (3, 3), strides=(4, 4), use_bias=False)(images)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(x)
     x = jnp.mean(nn.relu(x), axis=(1, 2))
     landmarks = nn.Dense(2 * self.num_landmarks, name="landmarks")(x)
     pose = nn.Dense(3, name="pose")(x)

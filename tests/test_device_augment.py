@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -190,3 +191,40 @@ def test_cached_batches_follow_the_training_order():
     np.testing.assert_array_equal(a["index"], b["index"])
     np.testing.assert_array_equal(b["image"], cache.images[b["index"]])
     np.testing.assert_allclose(b["pose"], np.stack([records[i]["pose"] for i in b["index"]]))
+
+
+def test_training_loop_with_on_device_augmentation(tiny_data_dir, tmp_path, monkeypatch):
+  """train_and_evaluate's on-device path end to end (a tiny network: ASMNet's step
+  would compile for tens of seconds): the crop cache is built beside the dataset,
+  keyed by its version, and a resumed run continues the same stream."""
+  from asmnet_jax import testing  # pylint: disable=g-import-not-at-top
+  from asmnet_jax.train import loop, state as state_lib  # pylint: disable=g-import-not-at-top
+  from tests.test_train import tiny_config  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(state_lib, "create_model", lambda config, n: testing.TinyNet(n))
+  config = tiny_config(tiny_data_dir, num_epochs=1, eval_every_steps=6,
+                       checkpoint_every_steps=3, precise_bn_batches=1)
+  config.input.worker_count = 0
+  config.input.augment_on_device = True
+  config.input.flip_probability = config.input.occlusion_probability = 0.5
+  workdir = str(tmp_path / "w")
+  results = loop.train_and_evaluate(config, workdir)
+  assert np.isfinite(results["nme"])
+  root = os.path.join(tiny_data_dir, "crop_cache", "synthetic_faces", "tiny")
+  in_config = ip.InputConfig(image_size=32, rotation_deg=10.0, scale_range=(0.9, 1.1))
+  size = crop_cache.cache_size(in_config, crop_cache.cache_margin(in_config))
+  assert os.listdir(root) == [f"train-{size}px"]
+  with open(os.path.join(root, f"train-{size}px", "meta.json")) as f:
+    meta = json.load(f)
+  assert (meta["dataset"], meta["split"], meta["records"]) == ("synthetic_faces", "train", 48)
+  assert meta["version"] == "1.1.0" and meta["size"] == size
+  with open(os.path.join(workdir, loop.METRICS_FILE)) as f:
+    losses = {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
+  # Resumed from step 3: steps 4-6 draw the same batches and augmentation.
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "6"))
+  shutil.rmtree(os.path.join(workdir, "best"), ignore_errors=True)
+  loop.train_and_evaluate(config, workdir)
+  with open(os.path.join(workdir, loop.METRICS_FILE)) as f:
+    resumed = {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
+  assert resumed.keys() == losses.keys() and 6 in resumed
+  np.testing.assert_allclose([resumed[s] for s in sorted(resumed)],
+                             [losses[s] for s in sorted(losses)], rtol=1e-5)

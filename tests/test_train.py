@@ -109,6 +109,7 @@ def _checkpoint(workdir: str, step: int) -> dict:
     ("bn_momentum", 1.0, "bn_momentum"),
     ("dropout_rate", -0.1, "dropout_rate"),
     ("precise_bn_batches", -1, "precise_bn_batches"),
+    ("validation_split", "test", "validation_split"),
 ])
 def test_config_validation_names_the_field(field, value, message):
   config = synthetic.get_config()
@@ -124,6 +125,16 @@ def test_config_validation_names_input_worker_count():
     config_lib.validate_config(config)
 
 
+@pytest.mark.parametrize("field, value", [("occlusion_probability", 1.5),
+                                          ("occlusion_size", (0.5, 0.2)),
+                                          ("occlusion_size", (0.0, 0.2))])
+def test_config_validation_names_the_occlusion_field(field, value):
+  config = synthetic.get_config()
+  config.input[field] = value
+  with pytest.raises(ValueError, match=f"config.input.{field}="):
+    config_lib.validate_config(config)
+
+
 @pytest.mark.parametrize("dataset, split", [("ibug_300w", "full"), ("ibug_300w", "common"),
                                             ("wflw", "test"), ("synthetic_faces", "test")])
 def test_selecting_on_a_test_split_is_refused(dataset, split):
@@ -134,11 +145,20 @@ def test_selecting_on_a_test_split_is_refused(dataset, split):
 
 
 def test_paper_configs_select_on_held_out_training_images():
-  from configs import ibug_300w, wflw  # pylint: disable=g-import-not-at-top
+  from configs import ibug_300w, ibug_300w_plus, wflw, wflw_plus  # pylint: disable=g-import-not-at-top
   assert config_lib.base_config().validation_split == "validation"
   for config in (ibug_300w.get_config(), wflw.get_config()):
-    assert config.validation_split == "validation"
+    assert config.validation_split == "validation" and config.input.augment_on_device
+    assert config.input.flip_probability == config.input.occlusion_probability == 0.0
     config_lib.validate_config(config)
+  for plus, paper in ((ibug_300w_plus, ibug_300w), (wflw_plus, wflw)):
+    config = plus.get_config()
+    config_lib.validate_config(config)
+    assert config.input.flip_probability == config.input.occlusion_probability == 0.5
+    in_config = config_lib.input_config(config)
+    assert (in_config.flip_probability, in_config.occlusion_probability) == (0.5, 0.5)
+    config.input.flip_probability = config.input.occlusion_probability = 0.0
+    assert config.to_dict() == paper.get_config().to_dict()  # nothing else differs.
 
 
 def test_a_split_the_dataset_lacks_is_refused_naming_the_field():
