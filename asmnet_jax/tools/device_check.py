@@ -8,6 +8,10 @@ Prints one JSON object (and writes it to --out) with:
   benchmark: per (dtype, batch): ASMNet-68's training step (train.py's, the paper's
     ASM-assisted loss) at --image_size, images/s over --steps steps after the
     compiling one, and the compile time (`benchmark.train_setup`);
+  augment_cost: train.py's step on a batch of --run_batch_size images alone, and
+    with the on-device augmentation in it (the paper's: rotation ±31.5°, zoom
+    0.8-1, photometric terms) on cached uint8 crops, per-step times alternated
+    over --steps rounds; `augment_overhead` = with / without - 1;
   input: the input pipelines alone at --image_size (`input_benchmark`): the host
     path, and the on-device path's host part (slicing cached crops) with the
     augmentation's own rate on the device;
@@ -23,14 +27,17 @@ Sizes --tiny: 32 px, batch 4, dtype float32, 16 images, 2 steps: for CPU tests.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import statistics
 import sys
 import time
 from typing import Any, Sequence
 
 import flax.linen
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import flags
 from jax.sharding import NamedSharding, PartitionSpec
@@ -48,7 +55,7 @@ from asmnet_jax.train import config as config_lib
 from asmnet_jax.train import state as state_lib
 from asmnet_jax.train import step as step_lib
 
-SECTIONS = ("benchmark", "input", "run")
+SECTIONS = ("benchmark", "augment_cost", "input", "run")
 DISTINCT_IMAGES = 64
 NUM_LANDMARKS = 68
 TINY = {"image_size": 32, "batch_sizes": [4], "dtypes": ["float32"], "steps": 2,
@@ -110,6 +117,42 @@ def benchmark_section(image_size: int, batch_sizes: Sequence[int], dtypes: Seque
                       "compile_s": round(compile_s, 1),
                       "finite": bool(np.isfinite(first["loss"]))})
   return records
+
+
+def augment_cost_section(image_size: int, batch_size: int, dtype: str,
+                         steps: int) -> dict[str, Any]:
+  """train.py's step alone and with the on-device augmentation (see the module doc)."""
+  setup = benchmark.train_setup("asmnet", NUM_LANDMARKS, batch_size=batch_size,
+                                image_size=image_size, dtype=dtype)
+  in_config = dataclasses.replace(config_lib.input_config(setup.config), rotation_deg=31.5,
+                                  scale_range=(0.8, 1.0))
+  distinct = input_benchmark.synthetic_source(min(DISTINCT_IMAGES, batch_size))
+  margin = crop_cache.cache_margin(in_config, crops.DEFAULT_MARGIN)
+  cache = crop_cache.build(distinct, crop_cache.cache_size(in_config, margin), margin)
+  mesh = step_lib.make_mesh()
+  local = next(crop_cache.train_batches(cache.head(None), batch_size=len(distinct), seed=0,
+                                        shard_index=0, shard_count=1))
+  tiled = {k: np.resize(v, (batch_size, *v.shape[1:])) for k, v in local.items()}
+  cached_batch = step_lib.global_batch(tiled, mesh)
+  augment = device_augment.make_augment(in_config, NUM_LANDMARKS)
+  augment_step = step_lib.make_train_step(setup.config, benchmark.STEPS_PER_EPOCH, mesh,
+                                          augment)
+  states = {"alone": setup.state, "augmented": jax.tree.map(jnp.copy, setup.state)}
+  runs = {"alone": (setup.step, setup.batch), "augmented": (augment_step, cached_batch)}
+  times: dict[str, list[float]] = {"alone": [], "augmented": []}
+  for round_ in range(steps + 1):  # round 0 compiles.
+    for name, (fn, batch) in runs.items():
+      start = time.perf_counter()
+      states[name], metrics = fn(states[name], batch, setup.shape_model, setup.rng)
+      jax.block_until_ready(metrics)
+      if round_:
+        times[name].append(time.perf_counter() - start)
+  alone, augmented = (statistics.median(times[k]) for k in ("alone", "augmented"))
+  return {"image_size": image_size, "batch_size": batch_size, "dtype": dtype,
+          "cache_size": int(cache.images.shape[1]), "steps": steps,
+          "step_alone_img_per_s": round(batch_size / alone, 1),
+          "step_with_augment_img_per_s": round(batch_size / augmented, 1),
+          "augment_overhead": round(augmented / alone - 1.0, 3)}
 
 
 def input_section(image_size: int, num_batches: int) -> list[dict[str, Any]]:
@@ -199,6 +242,11 @@ def _run(fv: flags.FlagValues) -> None:
   if "benchmark" in fv.sections:
     report["benchmark"] = benchmark_section(sizes["image_size"], sizes["batch_sizes"],
                                             sizes["dtypes"], sizes["steps"])
+  if "augment_cost" in fv.sections:
+    dtype = "float32" if jax.devices()[0].platform == "cpu" else "bfloat16"
+    report["augment_cost"] = augment_cost_section(sizes["image_size"],
+                                                  sizes["run_batch_size"], dtype,
+                                                  sizes["steps"])
   if "input" in fv.sections:
     report["input"] = input_section(sizes["image_size"], sizes["input_batches"])
   if "run" in fv.sections:
