@@ -242,6 +242,9 @@ def make_augment(config, num_landmarks: int) -> Callable[[jax.Array, dict], dict
     else:
       out = jax.vmap(lambda *a: one(a[0], None, *a[1:]))(
           u, batch["image"], batch["landmarks"], batch["pose"])
+    # Keeps XLA from fusing the warp into the network's layers, which recomputed
+    # it: +12-25 % per CPU step at 224 px without the barrier, -2 to +5 % with.
+    out["image"] = jax.lax.optimization_barrier(out["image"])
     return {**batch, **out}
 
   return augment_batch
