@@ -11,7 +11,6 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from asmnet_jax.core import geometry
 from asmnet_jax.data import augment

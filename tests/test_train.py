@@ -145,7 +145,8 @@ def test_selecting_on_a_test_split_is_refused(dataset, split):
 
 
 def test_paper_configs_select_on_held_out_training_images():
-  from configs import ibug_300w, ibug_300w_plus, wflw, wflw_plus  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from configs import ibug_300w, ibug_300w_plus, wflw, wflw_plus
   assert config_lib.base_config().validation_split == "validation"
   for config in (ibug_300w.get_config(), wflw.get_config()):
     assert config.validation_split == "validation" and config.input.augment_on_device

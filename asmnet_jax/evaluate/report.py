@@ -79,7 +79,8 @@ def evaluate_workdir(workdir: str, splits: Sequence[str] | None = None,
     results[split] = evaluator_lib.compute_metrics(predictions)
     nmes[split] = np.asarray(metrics.nme(predictions.landmarks, predictions.gt_landmarks))
     if jax.process_index() == 0:
-      np.savez(prediction_file(workdir, split, checkpoint), nme=nmes[split], **predictions._asdict())
+      np.savez(prediction_file(workdir, split, checkpoint), nme=nmes[split],
+               **predictions._asdict())
       _sample_grid(source, predictions, os.path.join(out_dir, f"samples_{split}.png"))
 
   if jax.process_index() == 0:

@@ -160,9 +160,9 @@ def input_section(image_size: int, num_batches: int) -> list[dict[str, Any]]:
   distinct = input_benchmark.synthetic_source(DISTINCT_IMAGES)
   source = [distinct[i % DISTINCT_IMAGES] for i in range(50 * (num_batches + 2))]
   config = pipeline.InputConfig(image_size=image_size, rotation_deg=31.5, scale_range=(0.8, 1.0))
-  return input_benchmark.measure_pipelines(source, distinct, config, ("train_on_device", "train"),
-                                           batch_size=min(50, len(source) // 2),
-                                           num_batches=num_batches)
+  return input_benchmark.measure_pipelines(
+      source, distinct, config, ("train_on_device", "train"),
+      batch_size=min(50, len(source) // 2), num_batches=num_batches)
 
 
 def run_section(image_size: int, train_images: int, epochs: int, batch_size: int,
