@@ -25,8 +25,8 @@ so that tests can call `main([...])` in-process and no flag is defined at import
 time (two commands' `--workdir` never collide). `run`:
   * prints the module docstring and the flags for -h / --help / --helpfull (exit 0);
   * turns usage errors (an unknown flag, a missing required one, a bad value, an
-    unknown `--config.<field>`, an unloadable config file, extra positional
-    arguments) and `CommandError`s into one line `error: <message>` on stderr, with
+    unknown `--config.<field>` (named with the closest fields, difflib), an
+    unloadable config file, extra positional arguments) and `CommandError`s into one line `error: <message>` on stderr, with
     exit status 2 for usage errors (`UsageError`) and `CommandError.status` for the
     others; `--verbose` (defined on every command) adds the traceback;
   * logs at INFO through absl's handler;
@@ -39,6 +39,7 @@ Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import re
 import sys
@@ -159,8 +160,8 @@ def run(define_flags: Callable[[flags.FlagValues], None],
                  if re.match(r"--?[A-Za-z_]\w*\.", arg)]
     if not overrides:
       raise
-    return _report(UsageError(f"{_message(e)}: not a field of the config "
-                              f"(overrides: {' '.join(overrides)})"), EXIT_USAGE, verbose)
+    message = _unknown_fields_message(define_flags, program, argv, overrides, e)
+    return _report(UsageError(message), EXIT_USAGE, verbose)
   except OSError as e:  # config_flags: a config file that does not load.
     return _report(e, EXIT_USAGE, verbose)
   verbose = fv.verbose
@@ -187,6 +188,46 @@ def help_text(fv: flags.FlagValues, main: Callable[..., Any],
   usage = f"positional arguments: {positional}\n\n" if positional else ""
   flag_help = fv.get_help(prefix="  ", include_special_flags=False)
   return (f"{doc}\n\n" if doc else "") + usage + "flags:\n" + flag_help.lstrip("\n")
+
+
+def _unknown_fields_message(define_flags: Callable[[flags.FlagValues], None], program: str,
+                            argv: Sequence[str], overrides: Sequence[str],
+                            error: BaseException) -> str:
+  """`--config.foo: no field 'foo' in the config (closest: ...)` for each override
+  naming no field of its config, with the closest field names (difflib)."""
+  plain = [a for a in _flag_part(argv) if a.split("=", 1)[0] not in overrides]
+  fv = flags.FlagValues()
+  try:  # the configs without the overrides.
+    with _sys_argv([program, *plain]):
+      define_flags(fv)
+      fv([program, *plain])
+  except Exception:  # pylint: disable=broad-exception-caught
+    pass  # e.g. a missing required flag: the config flags hold their defaults.
+  parts = []
+  for override in overrides:
+    flag_name, _, path = override.lstrip("-").partition(".")
+    try:
+      fields = _field_paths(fv[flag_name].value)
+    except Exception:  # pylint: disable=broad-exception-caught
+      continue  # not a config flag, or one whose file does not load.
+    if path in fields:
+      continue
+    close = difflib.get_close_matches(path, fields, n=3, cutoff=0.6)
+    hint = f" (closest: {', '.join(close)})" if close else ""
+    parts.append(f"--{flag_name}.{path}: {path!r} is not a field of the config{hint}")
+  if not parts:
+    return f"{_message(error)}: not a field of the config (overrides: {' '.join(overrides)})"
+  return "; ".join(parts)
+
+
+def _field_paths(config: Any, prefix: str = "") -> list[str]:
+  """Dotted paths of every field of a ConfigDict (and of its sub-configs)."""
+  paths = []
+  for key, value in config.items():
+    paths.append(prefix + key)
+    if hasattr(value, "items") and not isinstance(value, dict):
+      paths += _field_paths(value, f"{prefix}{key}.")
+  return paths
 
 
 def _flag_part(argv: Sequence[str]) -> list[str]:

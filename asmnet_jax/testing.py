@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from asmnet_jax.inference.model import InferenceModel, fold
-from asmnet_jax.nn import models
+from asmnet_jax.nn import layers, models
 from asmnet_jax.train import checkpoints
 from asmnet_jax.train import config as config_lib
 from asmnet_jax.train import state as state_lib
@@ -95,22 +95,110 @@ def save_untrained_workdir(workdir: str, config: ml_collections.ConfigDict,
 
 
 
-class TinyNet(nn.Module):
-  """A network with ASMNet's interface and almost none of its compile time (a strided
-  convolution, BatchNorm, pooling, the two heads): for tests of training plumbing
-  (sharding, several processes, the loop) where the network itself is not the point.
-
-  images (N, H, W, 3) in [0, 1] -> landmarks (N, n, 2), pose (N, 3).
+class TinyNetwork(models._Network):  # pylint: disable=protected-access
+  """A stem convolution, a pointwise one and the real heads: the interface of
+  ASMNet (landmarks (N, n, 2), pose (N, 3), BatchNorm statistics, dropout) at a
+  compile cost of a second, for tests of the training loop around the network.
+  Register it with `monkeypatch.setitem(models.MODELS, "tiny", TinyNetwork)`.
   """
-  num_landmarks: int
-  channels: int = 8
-  bn_momentum: float = 0.9  # as ASMNet's, which `precise_bn` sets.
 
   @nn.compact
   def __call__(self, images, train: bool = False):
-    x = nn.Conv(self.channels, (3, 3), strides=(4, 4), use_bias=False)(images)
-    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(x)
-    x = jnp.mean(nn.relu(x), axis=(1, 2))
-    landmarks = nn.Dense(2 * self.num_landmarks, name="landmarks")(x)
-    pose = nn.Dense(3, name="pose")(x)
-    return landmarks.reshape(x.shape[0], self.num_landmarks, 2), pose
+    conv = functools.partial(layers.ConvBN, folded=self.folded, dtype=self.dtype,
+                             bn_momentum=self.bn_momentum)
+    x = conv(8, "stem", stride=4, name="stem")(images, train)
+    x = conv(16, "pointwise", name="pointwise")(x, train)
+    features = models._global_avg_pool(x)  # pylint: disable=protected-access
+    return models._Heads(self.num_landmarks, self.dropout_rate, self.dtype,  # pylint: disable=protected-access
+                         name="heads")(features, train)
+
+
+# ----------------------------------------------------------------------------------
+# Labelled folders of drawn faces with 5 or 19 points (`landmark_folder` tests, docs).
+
+# 19 points from the 68-point mean face: brows 17 19 21 | 22 24 26, eye corners 36 39 |
+# 42 45, the two eye centres (means of 36-41 and 42-47), nose 31 33 35, mouth 48 51 54,
+# chin 8. Negative entries are the eye centres.
+_SUBSET_19 = (17, 19, 21, 22, 24, 26, 36, 39, 42, 45, -1, -2, 31, 33, 35, 48, 51, 54, 8)
+# 5 points: eye centres, nose tip, mouth corners (the common detector layout).
+_SUBSET_5 = (-1, -2, 30, 48, 54)
+# 29 points placed like COFW's (brows, eye corners and lids, pupils, nose, lips, chin;
+# its mirror pairs map onto the 68-point scheme's), for fixtures only.
+_SUBSET_29 = (17, 26, 21, 22, 19, 20, 24, 23, 36, 45, 39, 42, 37, 41, 44, 46, -1, -2,
+              31, 35, 30, 33, 48, 54, 51, 62, 66, 57, 8)
+# Their mirror declarations (`dataset.json`), image-left point first.
+FOLDER_SCHEMES = {
+    5: {"eye_corners": [0, 1], "mirror_pairs": [[0, 1], [3, 4]], "midline_points": [2]},
+    19: {"mirror_pairs": [[0, 5], [1, 4], [2, 3], [6, 9], [7, 8], [10, 11], [12, 14],
+                          [15, 17]],
+         "midline_points": [13, 16, 18]},
+}
+
+
+def drawn_face_points(num_points: int, yaw: float, pitch: float, roll: float,
+                      scale: float, centre) -> np.ndarray:
+  """float64 (num_points, 2) 0-based pixels of the mean face at a pose (5, 19 or 29
+  points, or 68: the whole face), weak-perspective projection."""
+  from asmnet_jax.core import rotation  # pylint: disable=g-import-not-at-top
+  face = rotation.load_mean_face() @ rotation.euler_to_rotation(yaw, pitch, roll).T
+  return subset_of_68(scale * face[:, :2] + np.asarray(centre, np.float64), num_points)
+
+
+def subset_of_68(points: np.ndarray, num_points: int) -> np.ndarray:
+  """The 5-, 19- or 29-point layout (or all 68) taken from 68-point landmarks (68, 2)."""
+  if num_points == 68:
+    return points
+  subset = {5: _SUBSET_5, 19: _SUBSET_19, 29: _SUBSET_29}[num_points]
+  centres = {-1: points[36:42].mean(0), -2: points[42:48].mean(0)}
+  return np.stack([centres[i] if i < 0 else points[i] for i in subset])
+
+
+def draw_face_image(size: tuple[int, int], faces: list[np.ndarray], seed: int) -> np.ndarray:
+  """uint8 (H, W, 3): smooth noise with a skin ellipse and dark dots for each face."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  width, height = size
+  noise = rng.integers(0, 256, (max(height // 8, 1), max(width // 8, 1), 3), dtype=np.uint8)
+  image = Image.fromarray(noise).resize((width, height), Image.Resampling.BILINEAR)
+  draw = ImageDraw.Draw(image)
+  for points in faces:
+    lo, hi = points.min(0), points.max(0)
+    pad = 0.35 * (hi - lo)
+    draw.ellipse([*(lo - pad), *(hi + pad)], fill=(205, 160, 130))
+    for x, y in points:
+      draw.ellipse([x - 1, y - 1, x + 1, y + 1], fill=(40, 20, 20))
+  return np.asarray(image)
+
+
+def write_landmark_folder(root: str, num_points: int, split_sizes: dict[str, int],
+                          image_size: int = 48, seed: int = 0,
+                          declare: bool = True) -> dict[str, list[np.ndarray]]:
+  """A labelled folder: `<root>/<split>/landmarks.csv` and PNGs, one face an image,
+  at random poses; `dataset.json` with the scheme's `FOLDER_SCHEMES` when `declare`.
+
+  Returns {split: [points (n, 2), ...]} in row order.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  written = {}
+  for split, count in split_sizes.items():
+    folder = os.path.join(root, split)
+    os.makedirs(folder, exist_ok=True)
+    rows, written[split] = [], []
+    for i in range(count):
+      yaw, pitch, roll = rng.uniform(-30, 30), rng.uniform(-15, 15), rng.uniform(-20, 20)
+      scale = image_size * rng.uniform(0.22, 0.3)
+      centre = image_size / 2 + rng.uniform(-3, 3, 2)
+      points = drawn_face_points(num_points, yaw, pitch, roll, scale, centre)
+      name = f"{split}_{i:03d}.png"
+      Image.fromarray(draw_face_image((image_size, image_size), [points],
+                                      seed * 1000 + i)).save(os.path.join(folder, name))
+      rows.append(name + "," + ",".join(f"{v:.3f}" for v in points.ravel()))
+      written[split].append(points)
+    with open(os.path.join(folder, "landmarks.csv"), "w") as f:
+      f.write("\n".join(rows) + "\n")
+  if declare:
+    import json  # pylint: disable=g-import-not-at-top
+    with open(os.path.join(root, "dataset.json"), "w") as f:
+      json.dump(FOLDER_SCHEMES[num_points], f)
+  return written

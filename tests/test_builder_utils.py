@@ -12,6 +12,7 @@ import pytest
 from asmnet_jax.core import pose
 from asmnet_jax.core import rotation
 from asmnet_jax.data import builders
+from asmnet_jax.data import crops
 
 
 def _pts_text(points, n_header=None):
@@ -143,3 +144,35 @@ def test_validation_images_are_a_fixed_hash_ranked_share():
 def test_validation_fraction_outside_the_open_interval_is_refused(fraction):
   with pytest.raises(ValueError, match=r"validation_fraction must be in \(0, 0.5\)"):
     builders.FaceBuilderConfig(name="x", validation_fraction=fraction)
+
+
+def test_check_sample_refuses_far_landmarks_and_tiny_images():
+  face = np.array([[10.0, 12.0], [50.0, 60.0], [30.0, 35.0]])
+  builders.check_sample((100, 80, 3), face)
+  # Within the tolerance (a quarter of the longer side, 25 px): kept.
+  builders.check_sample((100, 80, 3), np.vstack([face, [[-20.0, 40.0]]]))
+  with pytest.raises(builders.MalformedSample,
+                     match=r"landmark 3 at \(100000, 40\) lies 99920 px outside the 80x100 "
+                           r"image \(tolerance 25 px\)"):
+    builders.check_sample((100, 80, 3), np.vstack([face, [[1e5, 40.0]]]))
+  with pytest.raises(builders.MalformedSample, match="image of 1x1 px, smaller than"):
+    builders.check_sample((1, 1, 3), np.array([[0.0, 0.0], [0.2, 0.3]]))
+
+
+def test_crop_face_refuses_a_crop_far_larger_than_the_image():
+  image = np.zeros((40, 30, 3), np.uint8)
+  points = np.array([[5.0, 5.0], [1e5, 20.0]])
+  with pytest.raises(ValueError, match=r"crop of a 30x40 image \(over 4 times its size\)"):
+    crops.crop_face(image, points)  # before allocating its ~10^11 bytes.
+
+
+def test_read_text_lines_skips_and_names_undecodable_lines(tmp_path):
+  path = tmp_path / "list.txt"
+  path.write_bytes("1 2 a.jpg\n3 \xe9 b.jpg\n".encode("latin-1") + "5 6 ç.jpg\n".encode())
+  report = builders.SkipReport("ds", "train", metadata={})
+  assert builders.read_text_lines(str(path), report) == [(1, "1 2 a.jpg"), (3, "5 6 ç.jpg")]
+  assert report.skipped == [("list.txt:2", "not UTF-8 text (byte 0xe9 at column 3)")]
+  with pytest.warns(builders.SkippedSamplesWarning, match="skipped 1 malformed"):
+    report.finish()
+  assert report.metadata == {"skipped": {"train": {
+      "count": 1, "samples": ["list.txt:2: not UTF-8 text (byte 0xe9 at column 3)"]}}}

@@ -97,7 +97,12 @@ def test_run_returns_mains_status_and_positional_arguments(toy):
     (["--workdir=w", "--n=-1"], "error: flag --n=-1: -1 is not a non-negative integer"),
     (["--workdir=w", "--n=x"], "error: flag --n=x: invalid literal for int()"),
     (["--workdir=w", "extra"], "error: unexpected arguments: extra"),
-    (["--workdir=w", "--config.batch_sise=3"], "error: 'batch_sise' Did you mean"),
+    (["--workdir=w", "--config.batch_sise=3"],
+     "error: --config.batch_sise: 'batch_sise' is not a field of the config (closest: "
+     "batch_size)"),
+    (["--workdir=w", "--config.foo=1", "--config.nme=2"],
+     "error: --config.foo: 'foo' is not a field of the config; --config.nme: 'nme' is not "
+     "a field of the config (closest: name)"),
     (["--workdir=w", "--config=/no/such/config.py"], "error: Configuration is not available"),
     (["--workdir=w", "--n=7"], "error: seven is not allowed"),
 ])

@@ -199,7 +199,7 @@ def test_training_loop_with_on_device_augmentation(tiny_data_dir, tmp_path, monk
   from asmnet_jax import testing  # pylint: disable=g-import-not-at-top
   from asmnet_jax.train import loop, state as state_lib  # pylint: disable=g-import-not-at-top
   from tests.test_train import tiny_config  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(state_lib, "create_model", lambda config, n: testing.TinyNet(n))
+  monkeypatch.setattr(state_lib, "create_model", lambda config, n: testing.TinyNetwork(n))
   config = tiny_config(tiny_data_dir, num_epochs=1, eval_every_steps=6,
                        checkpoint_every_steps=3, precise_bn_batches=1)
   config.input.worker_count = 0

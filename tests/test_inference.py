@@ -419,3 +419,39 @@ def test_predict_script_writes_png_and_json(workdir, tmp_path):
   for entry in written:
     drawing = Image.open(out / entry["drawing"])
     assert drawing.format == "PNG" and drawing.size == (entry["width"], entry["height"])
+
+
+def test_flip_test_averages_with_the_mirrored_crop_and_is_equivariant():
+  """flip_test = the mean of the network on a crop and, mirrored back, on its mirror
+  image (mirroring written out pair by pair here); so a mirrored crop gets exactly the
+  mirrored prediction."""
+  model = testing.random_model(num_landmarks=68, image_size=NETWORK_SIZE)
+  plain = inference.Predictor(model)
+  flipping = inference.Predictor(model, flip_test=True)
+  crops = np.random.default_rng(0).uniform(0, 1, (2, NETWORK_SIZE, NETWORK_SIZE, 3))
+  crops = crops.astype(np.float32)
+  mirrored_crops = np.ascontiguousarray(crops[:, :, ::-1])
+  lm, pose = plain._predict_crops(crops)
+  lm_m, pose_m = plain._predict_crops(mirrored_crops)
+  back = np.empty_like(lm_m)
+  partner = {8: 8, 27: 27, 28: 28, 29: 29, 30: 30, 33: 33, 51: 51, 57: 57, 62: 62, 66: 66}
+  for a, b in [(0, 16), (1, 15), (2, 14), (3, 13), (4, 12), (5, 11), (6, 10), (7, 9),
+               (17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35), (32, 34),
+               (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46), (48, 54),
+               (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]:
+    partner[a], partner[b] = b, a
+  for i, j in partner.items():
+    back[:, i] = lm_m[:, j] * [-1.0, 1.0]
+  expected_lm = 0.5 * (lm + back)
+  expected_pose = 0.5 * (pose + pose_m * [-1.0, 1.0, -1.0])
+  got_lm, got_pose = flipping._predict_crops(crops)
+  np.testing.assert_allclose(got_lm, expected_lm, atol=1e-5)
+  np.testing.assert_allclose(got_pose, expected_pose, atol=1e-3)
+  assert np.abs(got_lm - lm).max() > 1e-3  # the averaging did change something.
+  got_lm_m, got_pose_m = flipping._predict_crops(mirrored_crops)
+  np.testing.assert_allclose(got_lm_m, np.stack([got_lm[:, partner[i]] for i in range(68)],
+                                                axis=1) * [-1.0, 1.0], atol=1e-5)
+  np.testing.assert_allclose(got_pose_m, got_pose * [-1.0, 1.0, -1.0], atol=1e-3)
+  with pytest.raises(ValueError, match="no mirror map for 5 points"):
+    inference.Predictor(testing.random_model(num_landmarks=5, image_size=NETWORK_SIZE),
+                        flip_test=True)

@@ -89,3 +89,57 @@ def test_integer_and_bfloat16_inputs_are_computed_in_float32():
   assert float(jnp.mean(nmes > jnp.bfloat16(0.1))) == 0.0
   np.testing.assert_allclose(metrics.pose_mae(jnp.asarray([[1, 2, 3]]), jnp.asarray([[0, 0, 0]])),
                              [1.0, 2.0, 3.0])
+
+
+def loop_box_nme(pred, gt, normalizer, mask=None):
+  """NumPy loops: box-normalised NME, over the masked points only when given."""
+  out = []
+  for k, (p, g) in enumerate(zip(np.asarray(pred, np.float64), np.asarray(gt, np.float64))):
+    w = g[:, 0].max() - g[:, 0].min()
+    h = g[:, 1].max() - g[:, 1].min()
+    d = np.hypot(w, h) if normalizer == "box_diagonal" else np.sqrt(w * h)
+    keep = range(len(g)) if mask is None else [i for i in range(len(g)) if mask[k][i]]
+    out.append(np.mean([np.hypot(*(p[i] - g[i])) for i in keep]) / d)
+  return np.array(out)
+
+
+@pytest.mark.parametrize("normalizer", ["box_diagonal", "box_area"])
+def test_box_normalised_nme_matches_loop_and_jits(normalizer):
+  rng = np.random.default_rng(4)
+  gt = rng.uniform(0, 100, size=(4, 5, 2))
+  pred = gt + rng.normal(size=gt.shape)
+  got = metrics.nme(pred, gt, normalizer=normalizer)
+  np.testing.assert_allclose(got, loop_box_nme(pred, gt, normalizer), rtol=1e-5)
+  jitted = jax.jit(metrics.nme, static_argnames=("normalizer",))
+  np.testing.assert_allclose(jitted(pred, gt, normalizer=normalizer), got, rtol=1e-6)
+  # 68 points: the box normaliser replaces the inter-ocular one when asked.
+  gt68 = rng.uniform(0, 100, size=(2, 68, 2))
+  np.testing.assert_allclose(metrics.nme(gt68 + 1.0, gt68, normalizer=normalizer),
+                             loop_box_nme(gt68 + 1.0, gt68, normalizer), rtol=1e-5)
+
+
+def test_masked_nme_averages_the_visible_points_only():
+  rng = np.random.default_rng(5)
+  gt = rng.uniform(0, 50, size=(3, 29, 2))
+  pred = gt + rng.normal(size=gt.shape)
+  mask = rng.random((3, 29)) < 0.7
+  got = metrics.nme(pred, gt, eye_indices=(8, 9), point_mask=jnp.asarray(mask))
+  eyes = np.linalg.norm(gt[:, 8] - gt[:, 9], axis=-1)
+  expected = np.array([np.linalg.norm(p - g, axis=-1)[m].mean()
+                       for p, g, m in zip(pred, gt, mask)]) / eyes
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  np.testing.assert_allclose(
+      metrics.nme(pred, gt, normalizer="box_area", point_mask=mask),
+      loop_box_nme(pred, gt, "box_area", mask), rtol=1e-5)
+  with pytest.raises(ValueError, match="point_mask"):
+    metrics.nme(pred, gt, eye_indices=(8, 9), point_mask=mask[:, :5])
+
+
+def test_normalizer_choice_and_words():
+  assert metrics.default_normalizer(68) == metrics.default_normalizer(5, (0, 1)) == "inter_ocular"
+  assert metrics.default_normalizer(19) == "box_diagonal"
+  assert metrics.describe_normalizer("inter_ocular", num_points=98) == (
+      "inter-ocular distance (outer eye corners 60, 72)")
+  assert "diagonal" in metrics.describe_normalizer("box_diagonal")
+  with pytest.raises(ValueError, match="unknown normalizer 'pupils'"):
+    metrics.nme(np.zeros((1, 5, 2)), np.ones((1, 5, 2)), normalizer="pupils")

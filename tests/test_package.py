@@ -69,4 +69,5 @@ def test_builders_found_next_to_a_foreign_datasets_package(tmp_path):
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        check=True, cwd=str(tmp_path), env=env)
   assert out.stdout.strip() == (
-      "['ibug_300w', 'synthetic_faces', 'wflw'] ('common', 'challenging', 'full')")
+      "['cofw', 'ibug_300w', 'landmark_folder', 'synthetic_faces', 'wflw'] ('common', "
+      "'challenging', 'full')")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import zipfile
@@ -36,11 +37,17 @@ def test_bundle_of_a_trained_run_predicts_as_its_checkpoint(trained_run, tmp_pat
   assert loaded.pose_scale_deg == original.pose_scale_deg
   images = np.random.default_rng(0).uniform(
       0, 1, (4, original.image_size, original.image_size, 3)).astype(np.float32)
-  (lm_a, pose_a), (lm_b, pose_b) = _outputs(original, images), _outputs(loaded, images)
-  # float16 storage: within a tenth of a crop pixel and a quarter degree (the default
-  # model's errors are about 3 crop pixels and 2 degrees).
-  np.testing.assert_allclose(lm_b, lm_a, atol=0.1 / original.image_size)
-  np.testing.assert_allclose(pose_b, pose_a, atol=0.25)
+  # The bundle holds the checkpoint's folded weights rounded to float16: the same
+  # network with those weights rounded here gives the same outputs.
+  rounded = dataclasses.replace(original, variables=jax.tree.map(
+      lambda x: np.asarray(x).astype(np.float16).astype(np.float32), original.variables))
+  (lm_a, pose_a), (lm_b, pose_b) = _outputs(rounded, images), _outputs(loaded, images)
+  np.testing.assert_allclose(lm_b, lm_a, atol=1e-5)
+  np.testing.assert_allclose(pose_b, pose_a, atol=1e-3)
+  # And the rounding moves points by well under a crop pixel (this tiny 32 px run
+  # amplifies it more than the default model, which stays within a tenth).
+  lm_full, _ = _outputs(original, images)
+  assert np.abs(lm_b - lm_full).max() * original.image_size < 0.5
   meta = pretrained.read_metadata(path)
   assert meta["provenance"]["command"] == "python train.py ..."
   assert meta["provenance"]["config"]["image_size"] == original.image_size

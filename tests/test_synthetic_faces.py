@@ -196,3 +196,16 @@ def test_split_seeds_are_disjoint():
       for split, field in sizes.items())
   assert set(b.SEED_BASE) == set(sizes)
   assert all(end <= next_start for (_, end), (next_start, _) in zip(ranges, ranges[1:]))
+
+
+def test_render_jobs_alternate_presets_and_refuse_unknown_ones():
+  from asmnet_jax_datasets.synthetic_faces import synthetic_faces_dataset_builder as b  # pylint: disable=g-import-not-at-top
+
+  jobs = b.render_jobs("validation", 5, 64, "cartoon+photo")
+  assert jobs == [(b.SEED_BASE["validation"] + i, 64, ("cartoon", "photo")[i % 2])
+                  for i in range(5)]
+  assert {preset for _, _, preset in b.render_jobs("train", 3, 64, "photo")} == {"photo"}
+  mixed = {c.name: c for c in b.Builder.BUILDER_CONFIGS}["mixed"]
+  assert mixed.render == "cartoon+photo"
+  with pytest.raises(ValueError, match="unknown render preset 'oil' in 'cartoon\\+oil'"):
+    b.render_jobs("train", 2, 64, "cartoon+oil")

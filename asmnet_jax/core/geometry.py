@@ -155,3 +155,14 @@ def eval_normalized(landmarks: np.ndarray, margin: float) -> np.ndarray:
   size = np.maximum(hi - lo, 1.0)
   box_lo, box_hi = lo - margin * size, hi + margin * size
   return ((points - 0.5 * (box_lo + box_hi)) / (box_hi - box_lo)).astype(np.float32)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """Intersection over union of boxes a (k, 4) and b (m, 4), x0 y0 x1 y1 -> (k, m)."""
+  a = np.asarray(a, np.float64).reshape(-1, 1, 4)
+  b = np.asarray(b, np.float64).reshape(1, -1, 4)
+  size = np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None)
+  inter = size[..., 0] * size[..., 1]
+  area = lambda x: np.clip(x[..., 2] - x[..., 0], 0, None) * np.clip(x[..., 3] - x[..., 1], 0, None)  # pylint: disable=unnecessary-lambda-assignment
+  union = area(a) + area(b) - inter
+  return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)

@@ -6,6 +6,9 @@ from any directory:
   python -m asmnet_jax.data.build ibug_300w --manual_dir ~/data/300W
   python -m asmnet_jax.data.build wflw --manual_dir ~/data/WFLW --config override \
       --pose_overrides ~/data/wflw_hopenet.csv    # -> config "override_wflw_hopenet"
+  python -m asmnet_jax.data.build cofw --manual_dir ~/data/COFW
+  python -m asmnet_jax.data.build cofw/cofw68 --manual_dir ~/data/COFW   # + COFW68/*.pts
+  python -m asmnet_jax.data.build landmark_folder --manual_dir ~/data/my_faces
 
 The datasets are written as array_record under `--data_dir`
 (default ~/tensorflow_datasets) and read with
@@ -24,10 +27,11 @@ import tensorflow_datasets as tfds
 from absl import flags
 
 from asmnet_jax import cli
-from asmnet_jax.data import builders, registry
+from asmnet_jax.data import builders, registry, scheme
 
-# The datasets built from users' downloads (synthetic_faces builds itself on first use).
-DATASETS = ("ibug_300w", "wflw")
+# The datasets built from users' downloads or folders (synthetic_faces builds itself
+# on first use).
+DATASETS = ("ibug_300w", "wflw", "cofw", "landmark_folder")
 
 
 def make_config(config: str, pose_overrides: str | None) -> builders.FaceBuilderConfig:
@@ -60,9 +64,23 @@ def build(
     overwrite: bool = False,
 ) -> tfds.core.DatasetBuilder:
   """Builds one dataset; returns its (prepared) builder."""
-  builder = registry.builder_class(name)(
-      data_dir=data_dir, config=make_config(config, pose_overrides),
-      file_format="array_record")
+  cls = registry.builder_class(name)
+  config_for = getattr(cls, "config_for_manual_dir", None)
+  if config_for is not None:  # landmark_folder: its config is made from the folder.
+    if config != "fit" or pose_overrides is not None:
+      raise ValueError(f"{name} takes poses from <manual_dir>/"
+                       f"{builders.POSE_OVERRIDES_FILENAME} when present; --config and "
+                       "--pose_overrides do not apply")
+    builder_config = config_for(manual_dir)
+  elif not any(c.name == config for c in cls.BUILDER_CONFIGS):  # cofw: no pose options.
+    if config != "fit" or pose_overrides is not None:
+      raise ValueError(f"{name} has no pose labels to choose: --config and "
+                       "--pose_overrides do not apply")
+    # "cofw/cofw68" names its config; "cofw" takes the default.
+    builder_config = name.split("/")[1] if "/" in name else None
+  else:
+    builder_config = make_config(config, pose_overrides)
+  builder = cls(data_dir=data_dir, config=builder_config, file_format="array_record")
   mode = (tfds.download.GenerateMode.FORCE_REDOWNLOAD if overwrite
           else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
@@ -86,7 +104,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def _run(fv: flags.FlagValues, args: list[str]) -> None:
-  if len(args) != 1 or args[0] not in DATASETS:
+  if len(args) != 1 or registry.dataset_family(args[0]) not in DATASETS:
     raise cli.UsageError(f"expected one dataset name, one of {', '.join(DATASETS)}; "
                          f"got {' '.join(args) or 'none'}")
   # Missing/mis-laid manual directory, missing or malformed pose CSV: the message
@@ -97,6 +115,15 @@ def _run(fv: flags.FlagValues, args: list[str]) -> None:
   for split, info in builder.info.splits.items():
     print(f"{builder.name}/{builder.builder_config.name} {split}: {info.num_examples} examples")
   print(f"written to {builder.data_dir}")
+  if getattr(type(builder), "config_for_manual_dir", None) is not None:
+    declared = scheme.scheme_of(builder)
+    print(f"{declared.num_points} points; NME normalised by the "
+          f"{declared.describe_normalizer()}; "
+          f"{'a mirror map (flips allowed)' if declared.mirror_map else 'no mirror map (no flips)'}"
+          f"; pose {declared.pose_source}")
+    data_dir = f" --config.data_dir={fv.data_dir}" if fv.data_dir else ""
+    print(f"train with: python train.py --workdir DIR --config.dataset={args[0]} "
+          f"--config.manual_dir={fv.manual_dir}{data_dir} --config.validation_split=test")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

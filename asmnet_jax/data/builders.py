@@ -3,9 +3,13 @@
   * `FaceBuilderConfig` and `DEFAULT_CONFIGS`: crop/encoding options and where the
     pose labels come from ("fit": `asmnet_jax.core.pose`; "override": a CSV of labels).
   * `parse_pts`: iBUG `.pts` landmark files.
-  * `make_example`: image + landmarks -> one example of `face_features`.
+  * `check_sample`: landmarks inside the image (within a tolerance), an image no
+    smaller than a face can be; `make_example` checks every sample with it, then
+    crops: image + landmarks -> one example of `face_features`.
+  * `read_text_lines`: a list file's lines; an undecodable one is skipped and named.
   * `SkipReport`: malformed samples are skipped, counted, and reported at the end
-    of each split (log + `SkippedSamplesWarning`), never silently.
+    of each split (log + `SkippedSamplesWarning` + the dataset's metadata.json
+    field "skipped"), never silently.
   * `require_layout`: a clear error when the manual directory has the wrong layout.
   * `validation_images`: the deterministic validation part of a training split.
 """
@@ -32,6 +36,11 @@ POSE_OVERRIDES_FILENAME = "pose_overrides.csv"
 # The split carved out of the training images for model selection.
 VALIDATION_SPLIT = "validation"
 DEFAULT_VALIDATION_FRACTION = 0.05
+# A landmark may lie outside its image (an occluded chin at the border) by this
+# fraction of the image's longer side; farther, the annotation is wrong.
+OUTSIDE_TOLERANCE = 0.25
+# The shorter side (pixels) below which an image cannot hold a usable face.
+MIN_IMAGE_SIDE = 16
 
 
 class MalformedSample(ValueError):
@@ -69,6 +78,10 @@ class FaceBuilderConfig(tfds.core.BuilderConfig):
   def __post_init__(self):
     if self.pose_source not in ("fit", "override"):
       raise ValueError(f"pose_source must be 'fit' or 'override', got {self.pose_source!r}")
+    self._check_validation_fraction()
+
+  def _check_validation_fraction(self) -> None:
+    """The share of training images held out (300-W, WFLW): in (0, 0.5)."""
     if not 0.0 < self.validation_fraction < 0.5:
       raise ValueError(f"validation_fraction must be in (0, 0.5), got "
                        f"{self.validation_fraction!r}")
@@ -164,11 +177,57 @@ def check_landmarks(landmarks: np.ndarray, num_landmarks: int) -> np.ndarray:
   return landmarks
 
 
-class SkipReport:
-  """Collects skipped samples of one split and reports them when the split ends."""
+def check_sample(image_shape: Sequence[int], landmarks: np.ndarray) -> None:
+  """Raises MalformedSample for an image too small for a face or landmarks outside it.
 
-  def __init__(self, dataset: str, split: str):
+  Args:
+    image_shape: (H, W, ...) of the original image.
+    landmarks: float64 (n, 2), 0-based pixels (`check_landmarks`'d).
+  """
+  height, width = int(image_shape[0]), int(image_shape[1])
+  if min(height, width) < MIN_IMAGE_SIDE:
+    raise MalformedSample(f"image of {width}x{height} px, smaller than the smallest face "
+                          f"({MIN_IMAGE_SIDE} px)")
+  tolerance = OUTSIDE_TOLERANCE * max(height, width)
+  below = np.maximum(-0.5 - landmarks, 0.0)
+  above = np.maximum(landmarks - (np.array([width, height]) - 0.5), 0.0)
+  outside = np.max(below + above, axis=1)
+  worst = int(np.argmax(outside))
+  if outside[worst] > tolerance:
+    x, y = landmarks[worst]
+    raise MalformedSample(
+        f"landmark {worst} at ({x:.6g}, {y:.6g}) lies {outside[worst]:.0f} px outside the "
+        f"{width}x{height} image (tolerance {tolerance:.0f} px)")
+
+
+def read_text_lines(path: str, report: SkipReport, name: str | None = None
+                    ) -> list[tuple[int, str]]:
+  """(1-based line number, text) of each UTF-8 line of `path`; each undecodable line
+  is skipped into `report` as `<name>:<line>` (name: default the file's basename)."""
+  name = name or os.path.basename(path)
+  with open(path, "rb") as f:
+    raw_lines = f.read().splitlines()
+  lines = []
+  for number, raw in enumerate(raw_lines, start=1):
+    try:
+      lines.append((number, raw.decode("utf-8")))
+    except UnicodeDecodeError as e:
+      report.skip(f"{name}:{number}", f"not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+                  f"column {e.start + 1})")
+  return lines
+
+
+class SkipReport:
+  """Collects skipped samples of one split and reports them when the split ends.
+
+  metadata: the builder's `info.metadata` (a `tfds.core.MetadataDict`), where
+  `finish` records {"skipped": {split: {"count": n, "samples": ["name: reason"]}}}
+  for the build's metadata.json; None: log and warn only.
+  """
+
+  def __init__(self, dataset: str, split: str, metadata: dict | None = None):
     self.dataset, self.split = dataset, split
+    self.metadata = metadata
     self.skipped: list[tuple[str, str]] = []  # (filename, reason)
     self.notes: list[str] = []
 
@@ -189,7 +248,13 @@ class SkipReport:
     return "\n".join(lines)
 
   def finish(self) -> str:
-    """Logs and warns (`SkippedSamplesWarning`) if anything was skipped or noted."""
+    """Logs and warns (`SkippedSamplesWarning`) if anything was skipped or noted, and
+    records the count in `metadata`."""
+    if self.metadata is not None:
+      skipped = dict(self.metadata.get("skipped", {}))
+      skipped[self.split] = {"count": len(self.skipped),
+                             "samples": [f"{name}: {reason}" for name, reason in self.skipped]}
+      self.metadata["skipped"] = skipped
     text = self.summary()
     if text:
       log.warning("%s", text)
@@ -271,7 +336,11 @@ def make_example(
     pose_angles: float32 (3,) yaw, pitch, roll in degrees.
     config: crop and encoding options.
     extra: dataset-specific features.
+
+  Raises:
+    MalformedSample: `check_sample` refuses it.
   """
+  check_sample(image.shape, landmarks)  # also bounds the crop's size by the image's.
   crop = face_crop.crop_face(image, landmarks, config.margin, config.max_size)
   example = {
       "image": face_crop.encode_image(crop.image, config.image_format),

@@ -30,6 +30,9 @@ DEFAULT_MARGIN = 0.35
 # Longer side of a stored crop: ~188 px for the landmark box, a little under the
 # 224 px network input, keeps the datasets small and decoding fast.
 DEFAULT_MAX_SIZE = 320
+# A crop more than this many times the image's longer side is a wrong annotation:
+# refused before its pixels are allocated.
+MAX_CROP_TO_IMAGE = 4
 
 
 def crop_box_for_landmarks(landmarks: np.ndarray, margin: float = DEFAULT_MARGIN) -> np.ndarray:
@@ -114,8 +117,16 @@ def crop_face(
     max_size: crops larger than this are downsampled (Lanczos) to it; None keeps
       the original resolution.
     pad: see `cut_padded`.
+
+  Raises:
+    ValueError: the crop would be over `MAX_CROP_TO_IMAGE` times the image's size.
   """
   box = crop_box_for_landmarks(landmarks, margin)
+  limit = MAX_CROP_TO_IMAGE * max(image.shape[:2])
+  if box[2] - box[0] > limit:
+    raise ValueError(f"a {int(box[2] - box[0])} px crop of a {image.shape[1]}x"
+                     f"{image.shape[0]} image (over {MAX_CROP_TO_IMAGE} times its size): "
+                     "landmarks far outside it")
   pixels = cut_padded(image, box, pad)
   side = pixels.shape[0]
   if max_size is not None and side > max_size:

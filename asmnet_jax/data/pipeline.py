@@ -18,6 +18,8 @@ Every batch is a dict of numpy arrays, B the per-host batch, S `config.image_siz
                  `geometry.crop_to_image_points`.
   index          int32 (B,), the record index in the data source (for filenames).
   attributes     (B, ...) copied from the records when they have it (WFLW).
+  occluded       bool (B, n) per-point occlusion flags, when the records have them
+                 (COFW), renumbered with the points by a flip.
 
 Training streams are a pure function of (data source length, seed, shard, batch
 size, step): epoch e is a permutation of the whole source drawn from (seed, e);
@@ -193,6 +195,9 @@ def _example(record: dict[str, Any], index: int, image_size: int, margins: np.nd
   }
   if "attributes" in record:
     out["attributes"] = np.asarray(record["attributes"])
+  if "occluded" in record:  # per point (COFW): renumbered with the points.
+    occluded = np.asarray(record["occluded"], bool)
+    out["occluded"] = occluded if flip_perm is None else occluded[flip_perm]
   return out
 
 
@@ -431,6 +436,13 @@ def _landmarks_only(data_source: Any) -> Any:
     return dataclasses.replace(data_source, decoders=decoders)
   except Exception:  # pylint: disable=broad-except
     return data_source
+
+
+def read_fields(data_source: Sequence[dict[str, Any]], indices: Sequence[int],
+                field: str) -> np.ndarray:
+  """`field` of records `indices`, stacked, without decoding images (`_landmarks_only`)."""
+  source = _landmarks_only(data_source)
+  return np.stack([np.asarray(source[int(i)][field]) for i in indices])
 
 
 def eval_normalized_landmarks(data_source: Sequence[dict[str, Any]], margin: float = 0.05,

@@ -42,14 +42,30 @@ def builder_class(dataset: str) -> type[tfds.core.GeneratorBasedBuilder]:
   return module.Builder
 
 
-def test_splits(dataset: str) -> tuple[str, ...]:
-  """The splits `eval.py` reports for a dataset (its builder's `TEST_SPLITS`)."""
-  return tuple(builder_class(dataset).TEST_SPLITS)
+def test_splits(dataset: str, builder: tfds.core.DatasetBuilder | None = None
+                ) -> tuple[str, ...]:
+  """The splits `eval.py` reports for a dataset: its builder's `TEST_SPLITS`, or, for
+  a builder whose splits depend on its data (`TEST_SPLITS = None`), every split of
+  the prepared `builder` but "train"."""
+  splits = builder_class(dataset).TEST_SPLITS
+  if splits is None:
+    if builder is None:
+      raise ValueError(f"the test splits of {dataset} depend on its data: pass its builder")
+    splits = [name for name in builder.info.splits if name != "train"]
+  return tuple(splits)
 
 
-def get_builder(dataset: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
-  """The TFDS builder for e.g. `synthetic_faces/tiny` or `wflw`."""
-  builder_class(dataset)
+def get_builder(dataset: str, data_dir: str | None = None,
+                manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
+  """The TFDS builder for e.g. `synthetic_faces/tiny` or `wflw`.
+
+  A builder made from its manual directory (`landmark_folder`: it has a
+  `config_for_manual_dir`) gets the config of `manual_dir`.
+  """
+  cls = builder_class(dataset)
+  config_for = getattr(cls, "config_for_manual_dir", None)
+  if config_for is not None:
+    return cls(data_dir=data_dir, config=config_for(manual_dir), file_format="array_record")
   return tfds.builder(dataset, data_dir=data_dir, file_format="array_record")
 
 
@@ -60,7 +76,7 @@ def prepare(dataset: str, data_dir: str | None = None,
   With several processes, process 0 builds and the others wait for it, so that
   no two write the same files.
   """
-  builder = get_builder(dataset, data_dir)
+  builder = get_builder(dataset, data_dir, manual_dir)
   if jax.process_index() == 0:
     download_config = tfds.download.DownloadConfig(
         manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
@@ -69,7 +85,7 @@ def prepare(dataset: str, data_dir: str | None = None,
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(f"prepared {dataset}")
-    builder = get_builder(dataset, data_dir)
+    builder = get_builder(dataset, data_dir, manual_dir)
   logging.info("Dataset %s at %s", dataset, builder.data_dir)
   return builder
 

@@ -19,6 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from asmnet_jax.core import metrics
 from asmnet_jax.data import pipeline
+from asmnet_jax.data import scheme as scheme_lib
 from asmnet_jax.core import geometry
 from asmnet_jax.train import config as config_lib
 from asmnet_jax.train.step import DATA_AXIS
@@ -60,12 +61,17 @@ class Evaluator:
       (landmarks (B, n, 2) normalised crop coordinates, pose (B, 3) / pose_scale_deg).
       Called as it is, once per batch in order (not jitted here): e.g. a jitted
       BN-folded network, or an oracle in a test. `model` may then be None.
+    scheme: the dataset's landmark scheme (`data.scheme.scheme_of(builder)`): its
+      NME normaliser and whether it has pose labels; None: the built-in scheme of
+      the point count.
   """
 
   def __init__(self, model: nn.Module | None, config: ml_collections.ConfigDict, mesh: Mesh,
-               apply_fn: Callable[[Any, jax.Array], tuple[Any, Any]] | None = None):
+               apply_fn: Callable[[Any, jax.Array], tuple[Any, Any]] | None = None,
+               scheme: scheme_lib.LandmarkScheme | None = None):
     if model is None and apply_fn is None:
       raise ValueError("Evaluator needs a model or an apply_fn")
+    self.scheme = scheme
     self._config = config
     self._mesh = mesh
     # One pass in-process: starting a worker process (config.input.worker_count,
@@ -108,22 +114,71 @@ class Evaluator:
     return Predictions(*(np.concatenate(field) for field in zip(*parts)))
 
   def evaluate(self, variables: Any, data_source) -> dict[str, Any]:
-    return compute_metrics(self.predict(variables, data_source))
+    predictions = self.predict(variables, data_source)
+    return compute_metrics(predictions, self.scheme,
+                           visible_points(data_source, predictions.index))
 
 
-def compute_metrics(predictions: Predictions) -> dict[str, Any]:
-  """count, nme, failure_rate, auc (fractions) and pose_mae (degrees) of a split."""
-  nmes = metrics.nme(predictions.landmarks, predictions.gt_landmarks)
-  mae = np.asarray(metrics.pose_mae(predictions.pose, predictions.gt_pose))
-  return {
+def visible_points(data_source, index: np.ndarray) -> np.ndarray | None:
+  """bool (N, n): the points of records `index` not flagged `occluded`, or None for a
+  dataset without occlusion flags (images are not decoded)."""
+  if len(index) == 0 or "occluded" not in _first_record_keys(data_source):
+    return None
+  return ~pipeline.read_fields(data_source, index, "occluded").astype(bool)
+
+
+def _first_record_keys(data_source) -> set[str]:
+  features = getattr(getattr(data_source, "dataset_info", None), "features", None)
+  if features is not None:
+    return set(features.keys())
+  return set(data_source[0].keys())
+
+
+def scheme_for(predictions: Predictions,
+               scheme: scheme_lib.LandmarkScheme | None = None) -> scheme_lib.LandmarkScheme:
+  """`scheme`, or the built-in one of the predictions' point count."""
+  return scheme or scheme_lib.default_scheme(predictions.gt_landmarks.shape[1])
+
+
+def face_nmes(predictions: Predictions,
+              scheme: scheme_lib.LandmarkScheme | None = None) -> np.ndarray:
+  """(N,) each face's NME under the scheme's normaliser (`scheme_for`)."""
+  return np.asarray(scheme_for(predictions, scheme).nme(predictions.landmarks,
+                                                        predictions.gt_landmarks))
+
+
+def compute_metrics(predictions: Predictions,
+                    scheme: scheme_lib.LandmarkScheme | None = None,
+                    visible: np.ndarray | None = None) -> dict[str, Any]:
+  """count, nme, failure_rate, auc (fractions) and pose_mae (degrees) of a split.
+
+  NME is normalised as `scheme` says (`scheme_for`); pose_mae is None for a
+  dataset without pose labels. With `visible` (bool (N, n), COFW's unoccluded
+  points) also nme_visible: the mean over faces of the error over their visible
+  points (same normaliser; faces with none left out).
+  """
+  scheme = scheme_for(predictions, scheme)
+  nmes = face_nmes(predictions, scheme)
+  pose_mae = None
+  if scheme.has_pose:
+    mae = np.asarray(metrics.pose_mae(predictions.pose, predictions.gt_pose))
+    pose_mae = {**{a: float(v) for a, v in zip(ANGLES, mae)}, "mean": float(mae.mean())}
+  results = {
       "count": int(len(nmes)),
       "nme": float(np.mean(nmes)),
       "failure_rate": float(metrics.failure_rate(nmes)),
       "auc": float(metrics.auc(nmes)),
-      "pose_mae": {**{a: float(v) for a, v in zip(ANGLES, mae)}, "mean": float(mae.mean())},
+      "pose_mae": pose_mae,
   }
+  if visible is not None:
+    visible_nmes = np.asarray(scheme.nme(predictions.landmarks, predictions.gt_landmarks,
+                                         point_mask=np.asarray(visible, bool)))
+    results["nme_visible"] = float(np.nanmean(visible_nmes))
+  return results
 
 
 def flatten(results: dict[str, Any]) -> dict[str, Any]:
-  """{"pose_mae": {"yaw": 1}} -> {"pose_mae_yaw": 1}, for one-line logs."""
-  return traverse_util.flatten_dict(results, sep="_")
+  """{"pose_mae": {"yaw": 1}} -> {"pose_mae_yaw": 1}, for one-line logs (None values,
+  such as the pose MAE of a dataset without pose, are left out)."""
+  return {k: v for k, v in traverse_util.flatten_dict(results, sep="_").items()
+          if v is not None}

@@ -10,16 +10,24 @@ DATASET, recognised by its contents:
   * a landmarks JSON `{"faces": [{"file": ..., "landmarks": [[x, y], ...]}, ...]}`
     (`file` relative to the JSON's folder, landmarks 0-based pixels), given as the
     file itself or as a folder holding it as `landmarks.json`, like
-    ../shared/data/real_faces/.
-Faces have 68 points (the 300-W scheme) or 98 (WFLW's), as many as the model gives.
+    ../shared/data/real_faces/;
+  * a CSV of rows `file,x0,y0,x1,y1,...` (0-based), or a folder holding it as
+    `landmarks.csv` (readers: `asmnet_jax.data.annotations`).
+A `dataset.json` beside the annotations or one folder up (`landmark_folder`'s
+layout) declares the scheme's eye points and normaliser.
+Faces have any number of points, as many as the model gives; faces with another
+count than most faces of the dataset are skipped.
 
 --boxes=landmarks crops each face from its ground-truth landmark box (the 300-W
 protocol: it scores the landmark model alone); --boxes=detector runs the
 predictor's face detector and matches its boxes to the annotated faces (a face is
 found when a box contains the centre of the face's landmark box and is within a
 factor 2 of its size sqrt(w * h); one-to-one, closest centres first). NME is the
-mean point error over the inter-ocular distance (outer eye corners), the 300-W
-standard; the failure rate (FR) and the AUC of the CED use 10 % and 8 %.
+mean point error over the inter-ocular distance (outer eye corners: the 300-W
+standard for 68 points, WFLW's for 98, or the `eye_corners` a `dataset.json`
+declares), else over the diagonal of the landmark box (or what
+`dataset.json`'s `normalizer` names); the summary names it. The failure rate (FR)
+and the AUC of the CED use 10 % and 8 %.
 
 Writes OUT/scores.json (per face, and the summary), OUT/ced.png and, unless
 --nodraw, OUT/drawings/<image>.png (the photo, then each face enlarged: ground
@@ -60,16 +68,16 @@ from PIL import Image
 from asmnet_jax import cli
 from asmnet_jax.core import geometry
 from asmnet_jax.core import metrics
-from asmnet_jax.data import builders
+from asmnet_jax.data import annotations as annotations_lib
 from asmnet_jax.data import images
+from asmnet_jax.data import scheme as scheme_lib
 from asmnet_jax.evaluate import plots
 
 BOX_MODES = ("landmarks", "detector")
 # The 300-W threshold, and the 8 % many 300-W papers report beside it.
 THRESHOLDS = (metrics.FAILURE_THRESHOLD, 0.08)
-SUPPORTED_POINTS = tuple(sorted(metrics.OUTER_EYE_CORNERS))  # (68, 98)
-JSON_NAME = "landmarks.json"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+JSON_NAME = annotations_lib.JSON_NAME
+IMAGE_EXTENSIONS = annotations_lib.IMAGE_EXTENSIONS
 # PIL's decompression-bomb warning size (about 0.27 GB decoded): larger images are
 # skipped before decoding rather than risk the memory of a shared machine.
 MAX_PIXELS = 89_478_485
@@ -79,155 +87,13 @@ GT_COLOUR, PRED_COLOUR = "#00e5ff", "#ff2a2a"  # cyan and red: apart for colour-
 DETECTION_COLOUR = "#ffd000"
 
 
-class PhotoScoringError(ValueError):
-  """A dataset or predictor that cannot be scored at all (not one bad sample)."""
+# A dataset or predictor that cannot be scored at all (not one bad sample).
+PhotoScoringError = annotations_lib.AnnotationError
 
 
-@dataclasses.dataclass
-class Photo:
-  """One annotated image.
-
-  path: the image file. name: its path relative to the dataset (for reports).
-  landmarks: per face, float64 (n, 2) 0-based pixel-centre coordinates of the
-    stored pixel grid (EXIF orientation not applied, as annotation tools show it).
-  """
-  path: str
-  name: str
-  landmarks: list[np.ndarray]
-
-
-@dataclasses.dataclass
-class Annotations:
-  """A parsed dataset: its format ("300w" or "json"), photos, skipped annotations
-  ({"file", "reason", "faces"}) and the number of images without a `.pts`."""
-  format: str
-  photos: list[Photo]
-  skipped: list[dict[str, Any]]
-  unannotated_images: int = 0
-
-
-# ----------------------------------------------------------------------------------
-# Reading the annotations.
-
-
-def _checked_points(points: Any) -> np.ndarray:
-  """(n, 2) float64 landmarks with a supported n, or `builders.MalformedSample`."""
-  try:
-    points = np.asarray(points, np.float64)
-  except (TypeError, ValueError):
-    raise builders.MalformedSample("landmarks are not a list of [x, y] numbers") from None
-  if points.ndim != 2 or points.shape[-1] != 2:
-    raise builders.MalformedSample(f"landmarks must be (n, 2) [x, y] pairs, got shape "
-                                   f"{points.shape}")
-  if len(points) not in SUPPORTED_POINTS:
-    raise builders.MalformedSample(
-        f"{len(points)} points: only the 68-point 300-W scheme (or 98-point WFLW) is "
-        "supported")
-  return builders.check_landmarks(points, len(points))  # NaN, inf, all in one spot.
-
-
-def read_300w_folder(root: str) -> Annotations:
-  """Every `.pts` under `root` (recursively) with the image of its stem beside it.
-
-  Coordinates come back 0-based: 300-W's `.pts` are 1-based Matlab pixels (the
-  top-left pixel's centre is (1, 1)), ours put that centre at (0, 0).
-  """
-  photos: dict[str, Photo] = {}
-  skipped: list[dict[str, Any]] = []
-  used_images, all_images = set(), set()
-  for directory, subdirs, names in os.walk(root):
-    subdirs.sort()
-    stems = {}  # lower-case stem -> image file name, in IMAGE_EXTENSIONS order.
-    for ext in IMAGE_EXTENSIONS:
-      for name in sorted(names):
-        stem, e = os.path.splitext(name)
-        if e.lower() == ext:
-          stems.setdefault(stem.lower(), name)
-          all_images.add(os.path.join(directory, name))
-    for name in sorted(names):
-      if not name.lower().endswith(".pts"):
-        continue
-      pts_path = os.path.join(directory, name)
-      rel = os.path.relpath(pts_path, root)
-      stem = os.path.splitext(name)[0].lower()
-      # AFW: <id>_1.pts, <id>_2.pts are the faces of <id>.jpg.
-      base, _, suffix = stem.rpartition("_")
-      image_name = stems.get(stem) or (stems.get(base) if suffix.isdigit() else None)
-      if image_name is None:
-        skipped.append({"file": rel, "reason": f"no image {os.path.splitext(name)[0]}"
-                        f".{{jpg,png,...}} beside {pts_path}", "faces": 1})
-        continue
-      try:
-        points = builders.parse_pts(pts_path)
-        points = _checked_points(points) - 1.0  # 1-based -> 0-based (docstring).
-      except builders.MalformedSample as e:
-        reason = str(e) if pts_path in str(e) else f"{pts_path}: {e}"
-        skipped.append({"file": rel, "reason": reason, "faces": 1})
-        continue
-      image_path = os.path.join(directory, image_name)
-      used_images.add(image_path)
-      photo = photos.setdefault(image_path, Photo(image_path, os.path.relpath(image_path, root),
-                                                  []))
-      photo.landmarks.append(points)
-  return Annotations("300w", list(photos.values()), skipped, len(all_images - used_images))
-
-
-def read_landmarks_json(path: str) -> Annotations:
-  """The faces of a `{"faces": [{"file", "landmarks", ...}]}` JSON (0-based pixels).
-
-  Raises:
-    PhotoScoringError: if the file is not JSON or has no "faces" list.
-  """
-  try:
-    with open(path, encoding="utf-8") as f:
-      data = json.load(f)
-  except (OSError, UnicodeDecodeError) as e:
-    raise PhotoScoringError(f"cannot read {path}: {e}") from None
-  except json.JSONDecodeError as e:
-    raise PhotoScoringError(f"{path} is not valid JSON: {e}") from None
-  if not isinstance(data, dict) or not isinstance(data.get("faces"), list):
-    raise PhotoScoringError(f'{path}: expected {{"faces": [{{"file": ..., "landmarks": '
-                            '[[x, y], ...]}, ...]}')
-  folder = os.path.dirname(os.path.abspath(path))
-  photos: dict[str, Photo] = {}
-  skipped: list[dict[str, Any]] = []
-  for i, entry in enumerate(data["faces"]):
-    where = f"{path}: faces[{i}]"
-    file = entry.get("file") if isinstance(entry, dict) else None
-    if not isinstance(file, str) or not file:
-      skipped.append({"file": where, "reason": f"{where}: no 'file' name", "faces": 1})
-      continue
-    try:
-      if "landmarks" not in entry:
-        raise builders.MalformedSample("no 'landmarks'")
-      points = _checked_points(entry["landmarks"])
-    except builders.MalformedSample as e:
-      skipped.append({"file": file, "reason": f"{where} ({file}): {e}", "faces": 1})
-      continue
-    image_path = os.path.join(folder, file)
-    photos.setdefault(image_path, Photo(image_path, file, [])).landmarks.append(points)
-  return Annotations("json", list(photos.values()), skipped)
-
-
-def read_annotations(path: str) -> Annotations:
-  """The faces of DATASET in either format (module doc), detected from its contents.
-
-  Raises:
-    PhotoScoringError: naming `path` when it is missing or in neither format.
-  """
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    raise PhotoScoringError(f"dataset not found: {path}")
-  if os.path.isfile(path):
-    if path.lower().endswith(".json"):
-      return read_landmarks_json(path)
-  elif os.path.isfile(os.path.join(path, JSON_NAME)):
-    return read_landmarks_json(os.path.join(path, JSON_NAME))
-  elif any(name.lower().endswith(".pts") for _, _, names in os.walk(path) for name in names):
-    return read_300w_folder(path)
-  raise PhotoScoringError(
-      f"{path} is neither a 300-W folder (images with a .pts file of the same stem beside "
-      f"them) nor a landmarks JSON ({{\"faces\": [...]}}, or a folder holding {JSON_NAME})")
+# The readers live in asmnet_jax.data.annotations (the landmark_folder builder uses them too).
+Annotations = annotations_lib.Annotations
+read_annotations = annotations_lib.read_annotations
 
 
 def load_photo(path: str) -> np.ndarray:
@@ -339,14 +205,35 @@ def _detector_description(predictor: Any) -> str | None:
   return None if detector is None else type(detector).__name__
 
 
-def _usable_annotations(path: str) -> Annotations:
-  """`read_annotations`, or PhotoScoringError when not one face can be used."""
+def _usable_annotations(path: str) -> tuple[Annotations, scheme_lib.LandmarkScheme]:
+  """`read_annotations` and the point scheme scored; PhotoScoringError when not one
+  face can be used.
+
+  The scheme's point count is the one most faces have (the others are skipped);
+  its normaliser is declared in a `dataset.json` beside the annotations, else the
+  built-in one (inter-ocular for 68 and 98 points, the landmark-box diagonal
+  otherwise).
+  """
   annotations = read_annotations(path)
+  counts = annotations.point_counts()
+  if counts:
+    num_points = counts.most_common(1)[0][0]
+    annotations.keep_point_count(num_points, f"most faces of {path} have {num_points}")
   if not annotations.photos:
     first = f": {annotations.skipped[0]['reason']}" if annotations.skipped else ""
     raise PhotoScoringError(f"no usable annotated face in {path} ({len(annotations.skipped)} "
                             f"skipped{first})")
-  return annotations
+  folder = os.path.abspath(path if os.path.isdir(path) else os.path.dirname(path))
+  # Beside the annotations, or one up: a landmark_folder split sub-folder.
+  found = [os.path.join(f, scheme_lib.DATASET_FILE) for f in (folder, os.path.dirname(folder))
+           if os.path.isfile(os.path.join(f, scheme_lib.DATASET_FILE))]
+  declarations = found[0] if found else scheme_lib.DATASET_FILE
+  try:
+    declared = scheme_lib.read_dataset_file(declarations) if found else {}
+    scheme = scheme_lib.scheme_from_declarations(declared, num_points, where=declarations)
+  except ValueError as e:
+    raise PhotoScoringError(str(e)) from None
+  return annotations, scheme
 
 
 def score_photos(predictor: Any, dataset_path: str, out_dir: str, boxes: str = "landmarks",
@@ -374,7 +261,7 @@ def score_photos(predictor: Any, dataset_path: str, out_dir: str, boxes: str = "
   """
   if boxes not in BOX_MODES:
     raise ValueError(f"boxes must be one of {BOX_MODES}, got {boxes!r}")
-  annotations = _usable_annotations(dataset_path)
+  annotations, scheme = _usable_annotations(dataset_path)
   skipped = list(annotations.skipped)
   for entry in skipped:
     print(f"skipping: {entry['reason']}", file=sys.stderr)
@@ -432,7 +319,7 @@ def score_photos(predictor: Any, dataset_path: str, out_dir: str, boxes: str = "
     # Per image, so that the drawing can show each face's NME.
     scored = [r for r in image_records if r["found"]]
     if scored:
-      values = np.asarray(metrics.nme(np.stack([r["pred"] for r in scored]),
+      values = np.asarray(scheme.nme(np.stack([r["pred"] for r in scored]),
                                       np.stack([r["gt"] for r in scored])), np.float64)
       for r, value in zip(scored, values):
         r["nme"] = float(value) if math.isfinite(value) else math.inf  # NaN: a failure.
@@ -453,6 +340,7 @@ def score_photos(predictor: Any, dataset_path: str, out_dir: str, boxes: str = "
       "boxes": boxes, "model": _model_description(predictor),
       "detector": _detector_description(predictor) if boxes == "detector" else None,
       "num_points": int(records[0]["gt"].shape[0]),
+      "normalizer": scheme.normalizer, "normalizer_description": scheme.describe_normalizer(),
       "images": len({r["file"] for r in records}), "faces": len(records), "found": len(found),
       "false_positives": len(false_positives) if boxes == "detector" else None,
       "nme_mean": _finite_or_none(float(np.mean(nmes))) if len(nmes) else None,
@@ -510,7 +398,7 @@ def summary_text(scores: dict[str, Any], out_dir: str | None = None) -> str:
     t0, t1 = (f"{t:.2f}" for t in THRESHOLDS)
     over = " over the found faces" if s["boxes"] == "detector" else ""
     parts.append(
-        f"Inter-ocular NME{over}: mean {pct(s['nme_mean'])}, median {pct(s['nme_median'])}; "
+        f"NME{over} (normalised by the {s['normalizer_description']}): mean {pct(s['nme_mean'])}, median {pct(s['nme_median'])}; "
         f"failure rate {pct(s[f'failure_rate@{t0}'])} at NME > {float(t0):.0%} "
         f"({pct(s[f'failure_rate@{t1}'])} at {float(t1):.0%}); AUC "
         f"{s[f'auc@{t0}']:.4f} over [0, {float(t0):.0%}] ({s[f'auc@{t1}']:.4f} over "
@@ -625,13 +513,15 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("out", "photo_scores", "Output directory.", flag_values=fv)
   flags.DEFINE_integer("refine_passes", 1, "Re-crops around the predicted landmarks.",
                        lower_bound=0, flag_values=fv)
+  flags.DEFINE_boolean("flip_test", False, "Average each face's prediction with that of "
+                       "its mirror image (twice the network time).", flag_values=fv)
   flags.DEFINE_boolean("draw", True, "Write one drawing per image.", flag_values=fv)
 
 
 def _predictor(fv: flags.FlagValues) -> Any:
   """The Predictor the flags name (imported here: --help needs no JAX)."""
   from asmnet_jax.inference import predictor as inference  # pylint: disable=g-import-not-at-top
-  kwargs = {"refine_passes": fv.refine_passes}
+  kwargs = {"refine_passes": fv.refine_passes, "flip_test": fv.flip_test}
   with cli.reported(FileNotFoundError, ValueError):  # not a work directory / step dir.
     if fv.workdir:
       if fv.checkpoint not in ("best", "latest"):
@@ -649,9 +539,7 @@ def _predictor(fv: flags.FlagValues) -> Any:
       raise cli.UsageError("no model given and this version bundles no pretrained one: "
                            "pass --workdir DIR (a train.py work directory) or --checkpoint "
                            "STEP_DIR")
-    predictor = pretrained()
-    predictor.refine_passes = fv.refine_passes  # read at each call.
-    return predictor
+    return pretrained(**kwargs)
 
 
 def _run(fv: flags.FlagValues, args: list[str]) -> int:

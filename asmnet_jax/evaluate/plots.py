@@ -43,7 +43,8 @@ def training_curves(metrics_path: str, out_path: str) -> None:
   if val:
     steps = [r["step"] for r in val]
     axes[2].plot(steps, [100 * r["val_nme"] for r in val], "o-", label="NME (%)")
-    axes[2].plot(steps, [r["val_pose_mae_mean"] for r in val], "s-", label="pose MAE (°)")
+    if all("val_pose_mae_mean" in r for r in val):  # absent: a dataset without pose.
+      axes[2].plot(steps, [r["val_pose_mae_mean"] for r in val], "s-", label="pose MAE (°)")
     axes[2].legend()
   axes[2].set(xlabel="step", title="validation")
   fig.tight_layout()
@@ -68,24 +69,34 @@ def ced_curves(nmes_by_name: Mapping[str, np.ndarray], out_path: str,
   plt.close(fig)
 
 
+POSE_AXIS_COLOURS = ("red", "green", "blue")
+
+
+def pose_axis_tips(origin: np.ndarray, pose_deg: np.ndarray, length: float) -> np.ndarray:
+  """(3, 2) image points where the head's x, y and facing-direction axes, drawn from
+  `origin` (2,) with `length` pixels, end (orthographic projection of the pose)."""
+  matrix = rotation.euler_to_rotation(*np.asarray(pose_deg, np.float64))
+  # Columns are the head axes in camera coordinates; -z is where the face points.
+  return np.asarray(origin, np.float64) + length * (matrix[:2] * [1.0, 1.0, -1.0]).T
+
+
 def draw_pose_axes(ax, origin: np.ndarray, pose_deg: np.ndarray, length: float,
                    linestyle: str = "-") -> None:
   """The head's x (red), y (green) and facing direction (blue) projected on the image."""
-  matrix = rotation.euler_to_rotation(*pose_deg)
-  # Columns are the head axes in camera coordinates; -z is where the face points.
-  for column, sign, colour in ((0, 1, "red"), (1, 1, "green"), (2, -1, "blue")):
-    tip = origin + sign * length * matrix[:2, column]
+  for tip, colour in zip(pose_axis_tips(origin, pose_deg, length), POSE_AXIS_COLOURS):
     ax.plot([origin[0], tip[0]], [origin[1], tip[1]], color=colour, linestyle=linestyle,
             linewidth=1.5)
 
 
 def face_grid(images: Sequence[np.ndarray], pred_landmarks: np.ndarray,
               gt_landmarks: np.ndarray, pred_pose: np.ndarray, gt_pose: np.ndarray,
-              out_path: str, titles: Sequence[str] | None = None, columns: int = 4) -> None:
+              out_path: str, titles: Sequence[str] | None = None, columns: int = 4,
+              draw_pose: bool = True) -> None:
   """Faces with true (green) and predicted (red) landmarks and pose axes.
 
   Predicted axes are solid, true ones dashed. Landmarks (N, n, 2) are pixel
-  coordinates of the given images; poses (N, 3) degrees.
+  coordinates of the given images; poses (N, 3) degrees (not drawn without
+  `draw_pose`: a dataset without pose labels).
   """
   count = len(images)
   rows = max(1, math.ceil(count / columns))
@@ -98,11 +109,14 @@ def face_grid(images: Sequence[np.ndarray], pred_landmarks: np.ndarray,
     gt, pred = np.asarray(gt_landmarks[i]), np.asarray(pred_landmarks[i])
     ax.scatter(gt[:, 0], gt[:, 1], s=4, c="lime", label="true")
     ax.scatter(pred[:, 0], pred[:, 1], s=4, c="red", label="predicted")
+    title = titles[i] if titles is not None else ""
+    if not draw_pose:
+      ax.set_title(title, fontsize=7)
+      continue
     nose = NOSE_POINTS.get(len(gt), slice(None))
     length = 0.35 * float(np.ptp(gt[:, 0]))
     draw_pose_axes(ax, pred[nose].mean(0), pred_pose[i], length)
     draw_pose_axes(ax, gt[nose].mean(0), gt_pose[i], length, linestyle="--")
-    title = titles[i] if titles is not None else ""
     ax.set_title(f"{title}\nyaw/pitch/roll {pred_pose[i][0]:.0f}/{pred_pose[i][1]:.0f}/"
                  f"{pred_pose[i][2]:.0f} (true {gt_pose[i][0]:.0f}/{gt_pose[i][1]:.0f}/"
                  f"{gt_pose[i][2]:.0f})", fontsize=7)

@@ -59,7 +59,8 @@ def _run(fv: flags.FlagValues) -> None:
   if missing:
     raise cli.UsageError(f"--formats onnx needs {' and '.join(missing)}: "
                          "pip install 'asmnet-jax[export]' (or --formats stablehlo)")
-  with cli.reported(FileNotFoundError):  # not a work directory, no checkpoint yet.
+  # Not a work directory, a bad config.json, no (readable) checkpoint.
+  with cli.reported(FileNotFoundError, ValueError):
     model = model_lib.load_workdir(fv.workdir, fv.checkpoint)
   meta = bundle.write_exports(model, fv.out, formats, fv.platforms)
   if not fv.no_check:

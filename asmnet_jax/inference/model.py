@@ -66,21 +66,31 @@ def load_checkpoint(path: str, config: ml_collections.ConfigDict | str | None = 
 
   config: the run's config (a ConfigDict, or a work directory holding config.json);
   default the work directory two levels above `path`.
+
+  Raises:
+    checkpoints.CheckpointError: the checkpoint cannot be read (one line).
   """
   path = checkpoints.normalize_step_dir(path)
   if config is None:
     config = os.path.dirname(os.path.dirname(path))
   if isinstance(config, str):
     config = config_lib.load_config(config)
-  tree = checkpoints.restore_tree(path)
+  return _fold_checkpoint(checkpoints.restore_tree(path), config, path)
+
+
+def load_workdir(workdir: str, checkpoint: str = "best") -> InferenceModel:
+  """The folded network of a train.py work directory's best, latest or given-step
+  checkpoint; a damaged one is reported, moved aside and the next older one used
+  (`checkpoints.restore_workdir`)."""
+  config = config_lib.load_config(workdir)  # a clear error for a wrong directory.
+  path, tree = checkpoints.restore_workdir(workdir, checkpoint)
+  return _fold_checkpoint(tree, config, path)
+
+
+def _fold_checkpoint(tree: dict[str, Any], config: ml_collections.ConfigDict,
+                     path: str) -> InferenceModel:
   return fold(config.model, tree["params"], tree["batch_stats"],
               image_size=int(config.image_size),
               pose_scale_deg=float(config.pose_scale_deg),
               eval_margin=float(config.input.eval_margin),
               step=int(os.path.basename(path)), source=path)
-
-
-def load_workdir(workdir: str, checkpoint: str = "best") -> InferenceModel:
-  """The folded network of a train.py work directory's best or latest checkpoint."""
-  config = config_lib.load_config(workdir)  # a clear error for a wrong directory.
-  return load_checkpoint(checkpoints.step_dir(workdir, checkpoint), config)

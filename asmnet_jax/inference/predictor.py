@@ -19,6 +19,9 @@ A face box from a detector is not that box, so each face takes two passes:
      with the same margin, i.e. exactly the evaluation crop, and the network run
      again. Its landmarks and pose are returned.
 `refine_passes` is the number of such re-crops (default 1; 0 returns pass 1).
+With `flip_test`, every crop also runs mirrored and the two predictions are averaged
+after mirroring the second back (`asmnet_jax.core.mirror`): twice the network time,
+and any left-right bias of the network cancels.
 
 The network runs BN-folded (`models.fold_batch_norm`) and jitted, with all the faces
 of a call in one batch padded up to one of `batch_sizes`, so a handful of shapes
@@ -35,7 +38,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from asmnet_jax.core import geometry
+from asmnet_jax.core import geometry, mirror
 from asmnet_jax.data import augment
 from asmnet_jax.data.images import ImageInput, load_image
 from asmnet_jax.inference import detection
@@ -109,13 +112,16 @@ class Predictor:
     refine_passes: re-crops around the predicted landmarks (>= 0).
     batch_sizes: the padded batch sizes compiled, ascending; larger calls are
       split into chunks of the largest.
+    flip_test: also run each crop mirrored and average (module doc); needs the
+      built-in mirror map of 68 or 98 points.
   """
 
   def __init__(self, model: InferenceModel, *,
                detector: detection.FaceDetector | None = None,
                box_mapping: detection.DetectorBoxMapping | None = None,
                refine_passes: int = 1,
-               batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES):
+               batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+               flip_test: bool = False):
     if refine_passes < 0:
       raise ValueError(f"refine_passes must be >= 0, got {refine_passes}")
     if not batch_sizes or sorted(batch_sizes) != list(batch_sizes) or batch_sizes[0] < 1:
@@ -126,10 +132,24 @@ class Predictor:
     self.refine_passes = refine_passes
     self.batch_sizes = tuple(int(b) for b in batch_sizes)
     self._forward = compile_options.jit_inference(model.forward)
+    self.flip_test = flip_test
+
+  @property
+  def flip_test(self) -> bool:
+    return self._mirror is not None
+
+  @flip_test.setter
+  def flip_test(self, enabled: bool) -> None:
+    self._mirror = None
+    if enabled:
+      self._mirror = mirror.builtin_permutation(self.model.num_landmarks)
+      if self._mirror is None:
+        raise ValueError(f"flip_test: no mirror map for {self.model.num_landmarks} points")
 
   @classmethod
   def from_workdir(cls, workdir: str, checkpoint: str = "best", **kwargs) -> Predictor:
-    """From a train.py work directory ("best" or "latest" checkpoint)."""
+    """From a train.py work directory ("best", "latest" or a step number; a damaged
+    checkpoint is reported, moved aside and the next older one used)."""
     return cls(load_workdir(workdir, checkpoint), **kwargs)
 
   @classmethod
@@ -149,6 +169,10 @@ class Predictor:
     if self._detector is None:
       self._detector = detection.default_detector()
     return self._detector
+
+  @detector.setter
+  def detector(self, detector: detection.FaceDetector | None) -> None:
+    self._detector = detector
 
   @property
   def box_mapping(self) -> detection.DetectorBoxMapping:
@@ -211,16 +235,41 @@ class Predictor:
     results: list[list[Face]] = [[] for _ in arrays]
     if not owners:
       return results
-    landmark_box = np.stack(estimates)
+    landmarks, pose, _ = self._search(arrays, owners, np.stack(estimates))
+    for k, owner in enumerate(owners):
+      results[owner].append(Face(landmarks[k].astype(np.float32), pose[k].astype(np.float32),
+                                 np.asarray(face_boxes[k], np.float32), scores[k]))
+    return results
+
+  def predict_landmark_boxes(self, image: np.ndarray, landmark_boxes: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The faces of one image at given landmark boxes, with the crop they ended in.
+
+    Args:
+      image: uint8 (H, W, 3) RGB, already loaded (`load_image`).
+      landmark_boxes: (k, 4) x0 y0 x1 y1 estimated landmark boxes (pixel centres).
+    Returns:
+      landmarks float64 (k, n, 2) image pixels, pose float64 (k, 3) degrees, and the
+      landmark box (k, 4) of the last crop (after `refine_passes` re-crops).
+    """
+    boxes = np.asarray(landmark_boxes, np.float64).reshape(-1, 4)
+    if not len(boxes):
+      n = self.model.num_landmarks
+      return np.zeros((0, n, 2)), np.zeros((0, 3)), boxes
+    return self._search([image], [0] * len(boxes), boxes)
+
+  def _search(self, arrays: Sequence[np.ndarray], owners: Sequence[int],
+              landmark_box: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pass 1 at `landmark_box` (K, 4), then `refine_passes` re-crops (module doc).
+
+    Returns landmarks (K, n, 2), pose (K, 3) and the last crop's landmark box (K, 4).
+    """
     landmarks, pose = self._predict_boxes(arrays, owners, landmark_box)
     for _ in range(self.refine_passes):
       landmark_box = np.stack([_guarded_box(b, l, self.model.eval_margin)
                                for b, l in zip(landmark_box, landmarks)])
       landmarks, pose = self._predict_boxes(arrays, owners, landmark_box)
-    for k, owner in enumerate(owners):
-      results[owner].append(Face(landmarks[k].astype(np.float32), pose[k].astype(np.float32),
-                                 np.asarray(face_boxes[k], np.float32), scores[k]))
-    return results
+    return landmarks, pose, landmark_box
 
   def _predict_boxes(self, arrays: Sequence[np.ndarray], owners: Sequence[int],
                      landmark_box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -240,8 +289,19 @@ class Predictor:
   def _predict_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The network on crops float32 (K, S, S, 3) -> (landmarks_norm (K, n, 2), pose (K, 3)).
 
-    Pose in degrees; the crops go through in padded chunks of `batch_sizes`.
+    Pose in degrees; the crops go through in padded chunks of `batch_sizes`, with
+    their mirror images when `flip_test` is on.
     """
+    if self._mirror is None:
+      return self._run_network(crops)
+    landmarks, pose = self._run_network(np.concatenate([crops, crops[:, :, ::-1]]))
+    k = len(crops)
+    # Normalised crop coordinates are centred on the crop, so mirroring back is exact.
+    unflipped = mirror.flip_normalized_landmarks(landmarks[k:], self._mirror)
+    return (0.5 * (landmarks[:k] + unflipped),
+            0.5 * (pose[:k] + mirror.flip_pose(pose[k:])))
+
+  def _run_network(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out_landmarks, out_pose = [], []
     largest = self.batch_sizes[-1]
     for start in range(0, len(crops), largest):

@@ -28,7 +28,7 @@ from absl import flags
 from flax import traverse_util
 
 from asmnet_jax import cli
-from asmnet_jax.inference.model import InferenceModel, load_checkpoint
+from asmnet_jax.inference.model import InferenceModel, load_checkpoint, load_workdir
 from asmnet_jax.nn import models
 from asmnet_jax.train import checkpoints
 from asmnet_jax.train import config as config_lib
@@ -122,10 +122,11 @@ def define_flags(fv: flags.FlagValues) -> None:
 def _run(fv: flags.FlagValues) -> None:
   with cli.reported(FileNotFoundError, ValueError):
     config = config_lib.load_config(fv.workdir)
-    step_dir = fv.checkpoint
-    if fv.checkpoint in ("best", "latest"):
-      step_dir = checkpoints.step_dir(fv.workdir, fv.checkpoint)
-    model = load_checkpoint(step_dir, config)
+    if fv.checkpoint in checkpoints.CHECKPOINT_CHOICES:  # past damaged ones.
+      model = load_workdir(fv.workdir, fv.checkpoint)
+    else:
+      model = load_checkpoint(fv.checkpoint, config)
+    step_dir = model.source
   provenance = {"config": json.loads(config.to_json_best_effort()), "command": fv.command,
                 "checkpoint": os.path.relpath(step_dir, fv.workdir)}
   meta = save_bundle(model, fv.out, provenance)

@@ -94,15 +94,22 @@ def label_points(vertices: np.ndarray, rot: np.ndarray, distance: float,
   return points
 
 
+def deformed_vertices(d: np.ndarray, axis_scale: np.ndarray) -> np.ndarray:
+  """The head mesh (V, 3) with landmark displacements `d` (68, 3) (the extra skin
+  points follow them, `Template.aux_weights`), scaled per axis by `axis_scale` (3,)."""
+  tpl = sh.template()
+  vertices = tpl.vertices.copy()
+  vertices[:N] += d
+  vertices[N:] += tpl.aux_weights @ d
+  return vertices * axis_scale
+
+
 def sample_scene(seed: int, size: int, cfg: RenderConfig) -> Scene:
   """Shape, pose and a camera that keeps all landmarks `cfg.margin` px inside."""
   rng = np.random.default_rng(seed)
   tpl = sh.template()
   d, axis_scale, expression = sh.sample_deformation(rng, cfg, tpl.vertices[:N])
-  vertices = tpl.vertices.copy()
-  vertices[:N] += d
-  vertices[N:] += tpl.aux_weights @ d
-  vertices *= axis_scale
+  vertices = deformed_vertices(d, axis_scale)
   pose = np.array([rng.uniform(*cfg.yaw), rng.uniform(*cfg.pitch), rng.uniform(*cfg.roll)])
   cam = dr.Camera(rotation.euler_to_rotation(*pose), rng.uniform(*cfg.camera_distance),
                   rng.uniform(*cfg.face_size) * size / 1.25, np.zeros(2))
@@ -606,8 +613,8 @@ def scene_result(scene: Scene, image: np.ndarray, jpeg: bytes) -> dict[str, Any]
   }
 
 
-def render_scene(scene: Scene) -> dict[str, Any]:
-  """Draws a sampled scene; see `asmnet_jax.synthetic.faces.render_face`."""
+def _drawn_face(scene: Scene) -> _Face:
+  """The scene's head with every part added to its painter (nothing painted yet)."""
   face = _Face(scene)
   face.body()
   face.skull()
@@ -618,5 +625,17 @@ def render_scene(scene: Scene) -> dict[str, Any]:
   face.nose()
   face.lips()
   face.occluders()
-  image, jpeg = face.paint()
+  return face
+
+
+def scene_painter(scene: Scene) -> dr.Painter:
+  """The head of a scene as painter primitives, without background or degradations:
+  paint them on a canvas `scene.cfg.supersample` times the output resolution (the
+  canvas may have any size; the scene's camera places the head on it)."""
+  return _drawn_face(scene).painter
+
+
+def render_scene(scene: Scene) -> dict[str, Any]:
+  """Draws a sampled scene; see `asmnet_jax.synthetic.faces.render_face`."""
+  image, jpeg = _drawn_face(scene).paint()
   return scene_result(scene, image, jpeg)

@@ -249,6 +249,20 @@ def sample_deformation(rng: np.random.Generator, cfg: RenderConfig,
   elif blink < 0.18:
     closing[int(rng.integers(2))] = e * rng.uniform(0.6, 1.0)
   brow_raise = e * (rng.uniform(-0.6, 1.0) if rng.random() < 0.4 else 0.0)
+  apply_expression(d, mean, mouth_open, smile, closing, brow_raise)
+  info.update(mouth_open=mouth_open, smile=smile, closing=closing)
+  return d, axis_scale, info
+
+
+def apply_expression(d: np.ndarray, mean: np.ndarray, mouth_open: float, smile: float,
+                     closing: tuple[float, float] | list[float], brow_raise: float) -> np.ndarray:
+  """Adds an expression to the landmark displacements `d` (68, 3) in place; returns d.
+
+  mean: (68, 3) the undeformed landmarks. Amounts (0: none): mouth_open and smile in
+  [0, 1], closing (per eye, 0 open to 1 shut) and brow_raise in [-0.6, 1] (< 0: frown).
+  The eye closing acts on the eyes as already displaced by `d` (identity).
+  """
+  x, y = mean[:, 0], mean[:, 1]
   # Mouth open: jaw rotates down about the ears; lower lip and chin follow.
   drop = 0.16 * mouth_open
   w_jaw = np.clip((y[JAW] - y[0]) / (y[8] - y[0]), 0.0, 1.0) ** 1.5
@@ -276,8 +290,7 @@ def sample_deformation(rng: np.random.Generator, cfg: RenderConfig,
     d[brow, 1] -= 0.06 * brow_raise * inner_w
     if brow_raise < 0:
       d[brow, 0] += 0.03 * brow_raise * np.sign(x[brow]) * inner_w ** 4
-  info.update(mouth_open=mouth_open, smile=smile, closing=closing)
-  return d, axis_scale, info
+  return d
 
 
 # Lip surfaces between the outer and inner lip chains (the face mesh leaves the outer

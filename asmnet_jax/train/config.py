@@ -1,5 +1,6 @@
 """The training config: its fields and defaults, their checks, and the copy a run
-stores in its work directory (config.json).
+stores in its work directory (config.json), which a resumed run must match in the
+fields that change the shapes of its checkpoints (`check_resume_compatible`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,18 @@ CONFIG_FILE = "config.json"
 # Fields added after the first release, with the values that runs trained before
 # them used (their config.json lacks them).
 _ADDED_FIELDS = {"bn_momentum": models.BN_MOMENTUM, "dropout_rate": models.DROPOUT_RATE,
-                 "precise_bn_batches": 0}
+                 "precise_bn_batches": 0, "allow_changed": ""}
+# Fields a resumed run must keep: they change the network (model), its landmark
+# head (the dataset's number of points) or what the stored model was fitted to.
+SHAPE_FIELDS = ("model", "dataset", "image_size")
+
+
+class ConfigFileError(ValueError):
+  """A work directory's config.json that cannot be read; the message names the file."""
+
+
+class IncompatibleRunError(ValueError):
+  """A config that differs from the work directory's run in a `SHAPE_FIELDS` field."""
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -80,6 +92,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
   c.eval_batch_size = 64
+  # Resuming: comma-separated `SHAPE_FIELDS` that may differ from the stored run's.
+  c.allow_changed = ""
   return c
 
 
@@ -102,8 +116,12 @@ def paper_recipe(dataset: str, variance_kept: float,
   return c
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the first bad field of a training config."""
+def validate_config(config: ml_collections.ConfigDict, check_devices: bool = True) -> None:
+  """Raises ValueError naming the first bad field of a training config.
+
+  check_devices: also check that the batch sizes divide among this machine's devices
+  (False for a stored config read back for evaluation).
+  """
 
   def fail(field, message):
     raise ValueError(f"config.{field}={config.get(field)!r}: {message}")
@@ -142,7 +160,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   # Imported here: it imports TensorFlow Datasets (a second), which workers reading
   # this module's config need not.
   from asmnet_jax.data import registry  # pylint: disable=g-import-not-at-top
-  if config.validation_split in registry.test_splits(config.dataset):
+  # Builders whose splits depend on their data (TEST_SPLITS None) are checked by
+  # `loop.check_splits` against the built splits only.
+  if config.validation_split in (registry.builder_class(config.dataset).TEST_SPLITS or ()):
     fail("validation_split", f"is a test split of {config.dataset}; pick the best "
          "checkpoint on held-out training images (e.g. 'validation') and report the test "
          "splits once, with eval.py")
@@ -157,19 +177,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
     raise ValueError(f"config.input.worker_count={workers!r}: must be 0 (in-process) "
                      "or a positive number of worker processes")
+  unknown = [f for f in allowed_changes(config) if f not in SHAPE_FIELDS]
+  if unknown:
+    fail("allow_changed", f"names {', '.join(unknown)}; only {', '.join(SHAPE_FIELDS)} "
+         "need allowing")
+  if not check_devices:
+    return
   for field in ("batch_size", "eval_batch_size"):
     if config.get(field) % jax.device_count():
       fail(field, f"must be divisible by the {jax.device_count()} devices")
-
-
-def validate_splits(config: ml_collections.ConfigDict, split_names) -> None:
-  """Raises ValueError naming `train_split` or `validation_split` when the prepared
-  dataset (its `split_names`) lacks it."""
-  names = sorted(split_names)
-  for field in ("train_split", "validation_split"):
-    if config[field] not in names:
-      raise ValueError(f"config.{field}={config[field]!r}: {config.dataset} has no such "
-                       f"split (its splits: {', '.join(names)})")
 
 
 def input_config(config: ml_collections.ConfigDict) -> pipeline.InputConfig:
@@ -195,12 +211,85 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a training run stored in its work directory, with added-field defaults."""
+  """The config a training run stored in its work directory, with added-field defaults.
+
+  Raises:
+    FileNotFoundError: no config.json (not a train.py work directory).
+    ConfigFileError: one that is not JSON, not a config, or has a bad field; the
+      message names the file (and the field).
+  """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: is {workdir} a train.py work directory?")
-  with open(path) as f:
-    stored = json.load(f)
+  try:
+    with open(path, encoding="utf-8") as f:
+      stored = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ConfigFileError(f"{path} is not valid JSON ({e}); fix it, or copy it from "
+                          "a run with the same config") from None
+  if not isinstance(stored, dict):
+    raise ConfigFileError(f"{path} holds a JSON {type(stored).__name__}, not a config")
+  _check_stored_types(stored, base_config().to_dict(), path)
   for field, value in _ADDED_FIELDS.items():
     stored.setdefault(field, value)
-  return ml_collections.ConfigDict(stored)
+  config = ml_collections.ConfigDict(stored)
+  if config.get("model", "asmnet") not in models.MODELS:
+    raise ConfigFileError(f"{path}: config.model={config.model!r}: must be one of "
+                          f"{tuple(models.MODELS)}")
+  return config
+
+
+def _check_stored_types(stored: dict, defaults: dict, path: str, prefix: str = "") -> None:
+  """Raises ConfigFileError naming the first stored field whose JSON type is not
+  that of its default (an int for a float and null for an optional field pass)."""
+  for field, value in stored.items():
+    if field not in defaults or defaults[field] is None or value is None:
+      continue
+    default = defaults[field]
+    if isinstance(default, dict):
+      ok = isinstance(value, dict)
+      if ok:
+        _check_stored_types(value, default, path, f"{prefix}{field}.")
+    elif isinstance(default, bool):
+      ok = isinstance(value, bool)
+    elif isinstance(default, float):
+      ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, int):
+      ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, (tuple, list)):
+      ok = isinstance(value, (tuple, list))
+    else:
+      ok = isinstance(value, type(default))
+    if not ok:
+      raise ConfigFileError(f"{path}: config.{prefix}{field}={value!r}: must be of type "
+                            f"{type(default).__name__} (the default is {default!r})")
+
+
+def allowed_changes(config: ml_collections.ConfigDict) -> list[str]:
+  """The field names of `config.allow_changed` ("model,image_size" -> [...])."""
+  return [f.strip() for f in str(config.get("allow_changed") or "").split(",") if f.strip()]
+
+
+def check_resume_compatible(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+  """Checks `config` against the run stored in `workdir` (if any), reading only.
+
+  Returns:
+    The `SHAPE_FIELDS` that differ and `config.allow_changed` allows.
+
+  Raises:
+    IncompatibleRunError: showing each other differing `SHAPE_FIELDS` field.
+    ConfigFileError: the stored config.json cannot be read.
+  """
+  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    return []
+  stored = load_config(workdir)
+  changed = [f for f in SHAPE_FIELDS if stored.get(f) != config.get(f)]
+  allowed = allowed_changes(config)
+  refused = [f for f in changed if f not in allowed]
+  if refused:
+    shown = ", ".join(f"{f} {stored.get(f)!r} -> {config.get(f)!r}" for f in refused)
+    raise IncompatibleRunError(
+        f"{workdir} holds a run with another {'/'.join(refused)} ({shown}); its "
+        f"checkpoints would not fit. Use a new --workdir, or "
+        f"--config.allow_changed={','.join(refused)} to resume from them anyway")
+  return changed

@@ -4,6 +4,7 @@ validation, checkpoints and resumption, metrics and curves in the work directory
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -24,12 +25,14 @@ from asmnet_jax.data import crop_cache
 from asmnet_jax.data import device_augment
 from asmnet_jax.data import pipeline
 from asmnet_jax.data import registry
+from asmnet_jax.data import scheme as scheme_lib
 from asmnet_jax.evaluate import evaluator as evaluator_lib
 from asmnet_jax.evaluate import plots
 from asmnet_jax.train import checkpoints
 from asmnet_jax.train import precise_bn
 from asmnet_jax.train import config as config_lib
 from asmnet_jax.train import state as state_lib
+from asmnet_jax.train import workdir_lock
 from asmnet_jax.train.step import global_batch, make_mesh, make_train_step
 
 SHAPE_MODEL_FILE = "shape_model.npz"
@@ -85,22 +88,85 @@ def _to_float(tree) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(tree).items()}
 
 
+def dataset_input_config(config: ml_collections.ConfigDict,
+                         data_scheme: scheme_lib.LandmarkScheme) -> pipeline.InputConfig:
+  """The input settings of `config` with the dataset's mirror map for flips.
+
+  Raises:
+    ValueError: flips asked for (config.input.flip_probability > 0) on a dataset
+      that declares no mirror map.
+  """
+  in_config = config_lib.input_config(config)
+  if in_config.flip_probability > 0 and data_scheme.mirror_map is None:
+    raise ValueError(
+        f"config.input.flip_probability={in_config.flip_probability}: {config.dataset} "
+        f"declares no left-right mirror map for its {data_scheme.num_points} points, so "
+        "its faces cannot be flipped; declare mirror_pairs and midline_points in its "
+        f"{scheme_lib.DATASET_FILE}, or set config.input.flip_probability=0")
+  return dataclasses.replace(in_config, mirror_map=data_scheme.mirror_map)
+
+
+def check_splits(config: ml_collections.ConfigDict, builder) -> None:
+  """ValueError naming the dataset's splits when the config's train or validation
+  split is not one of them."""
+  available = list(builder.info.splits)
+  for field in ("train_split", "validation_split"):
+    if config.get(field) not in available:
+      raise ValueError(f"config.{field}={config.get(field)!r}: {config.dataset} has the "
+                       f"splits {', '.join(sorted(available))}")
+
+
+def loss_config(config: ml_collections.ConfigDict,
+                data_scheme: scheme_lib.LandmarkScheme) -> ml_collections.ConfigDict:
+  """`config` for the training step: pose_weight 0 on a dataset without pose labels."""
+  if data_scheme.has_pose or not config.pose_weight:
+    return config
+  logging.info("%s has no pose labels: config.pose_weight %g -> 0 for this run",
+               config.dataset, config.pose_weight)
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.pose_weight = 0.0
+  return config
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from the latest checkpoint in `workdir`) and validates.
 
+  Nothing in `workdir` changes until the config, the dataset and the config's fit
+  with the run already there are checked; then the run holds `workdir`'s lock
+  (`workdir_lock`) until it returns.
+
   Returns the final validation metrics.
+
+  Raises:
+    ValueError: a bad config (`config_lib.validate_config`), one that does not fit
+      the stored run (`config_lib.IncompatibleRunError`), a bad stored config.json.
+    workdir_lock.WorkdirBusyError: another process trains in `workdir`.
+    checkpoints.CheckpointError: no checkpoint of the run can be read.
+    checkpoints.CheckpointSaveError: a save failed (disk full, read-only).
+    NonFiniteLossError: the loss became NaN or infinite.
   """
   config_lib.validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
-  is_main = jax.process_index() == 0
-  if is_main:
-    config_lib.save_config(config, workdir)
-
   builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
-  config_lib.validate_splits(config, builder.info.splits.keys())
+  check_splits(config, builder)
+  dataset_input_config(config, scheme_lib.scheme_of(builder))  # flips need a mirror map.
+  config_lib.check_resume_compatible(config, workdir)
+  is_main = jax.process_index() == 0
+  # One writer: the other processes of a multi-host run write beside process 0.
+  lock = workdir_lock.WorkdirLock(workdir) if is_main else contextlib.nullcontext()
+  with lock:
+    return _train_and_evaluate(config, workdir, builder, is_main)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, builder,
+                        is_main: bool) -> dict[str, Any]:
+  """`train_and_evaluate` once the checks passed and the lock is held."""
+  os.makedirs(workdir, exist_ok=True)
   sources = registry.open_splits(builder, [config.train_split, config.validation_split])
   train_source = sources[config.train_split]
-  num_landmarks = builder.info.features["landmarks"].shape[0]
+  data_scheme = scheme_lib.scheme_of(builder)
+  in_config = dataset_input_config(config, data_scheme)
+  num_landmarks = data_scheme.num_points
   shape_model = fit_or_load_shape_model(config, workdir, train_source,
                                         config.max_train_examples)
   if config.max_train_examples:
@@ -119,6 +185,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   manager = checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints)
   state = manager.restore_latest(state)
+  if is_main:  # Once the run's checkpoints are known to fit it.
+    config_lib.save_config(config, workdir)
   start_step = int(state.step)
   if start_step:
     logging.info("Resumed from step %d", start_step)
@@ -126,7 +194,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if is_main:
     _truncate_metrics(metrics_path, start_step)
 
-  in_config = config_lib.input_config(config)
   shape_model = jax.device_put(shape_model, replicated)
   dropout_rng = jax.device_put(dropout_rng, replicated)
   if in_config.augment_on_device:
@@ -142,8 +209,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     batches = pipeline.create_train_iterator(
         train_source, batch_size=config.batch_size, config=in_config, seed=config.seed,
         start_step=start_step)
-  train_step = make_train_step(config, steps_per_epoch, mesh, augment)
-  evaluator = evaluator_lib.Evaluator(model, config, mesh)
+  train_step = make_train_step(loss_config(config, data_scheme), steps_per_epoch, mesh,
+                               augment)
+  evaluator = evaluator_lib.Evaluator(model, config, mesh, scheme=data_scheme)
   moments_fn = precise_bn.make_batch_moments_fn(model, mesh)
   augment_images = (jax.jit(lambda key, batch: augment(key, batch)["image"])
                     if augment is not None else None)
@@ -216,8 +284,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = refresh_batch_stats(state)
       if validate_now:
         results = validate(step)
-        progress.write(f"step {step}: validation NME {100 * results['nme']:.2f}%, "
-                       f"pose MAE {results['pose_mae']['mean']:.2f} deg")
+        pose = results["pose_mae"]
+        progress.write(f"step {step}: validation NME {100 * results['nme']:.2f}% "
+                       f"({data_scheme.normalizer}), pose MAE "
+                       + (f"{pose['mean']:.2f} deg" if pose else "n/a (no pose labels)"))
       if checkpoint_now or validate_now:
         manager.save(step, state, nme=results["nme"] if validate_now else None)
         if is_main:

@@ -25,6 +25,13 @@ SPLITS = {
     "full": ("helen/testset", "lfpw/testset", "ibug"),
 }
 IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg")
+# The 300-W challenge's own test set (300 indoor, 300 outdoor faces): extra splits,
+# built when its folders are in the manual directory (evaluate with --split private).
+PRIVATE_SPLITS = {
+    "private": ("300W/01_Indoor", "300W/02_Outdoor"),
+    "private_indoor": ("300W/01_Indoor",),
+    "private_outdoor": ("300W/02_Outdoor",),
+}
 
 _INSTRUCTIONS = """\
 Download the 68-point annotated images of 300-W from the iBUG site
@@ -39,7 +46,9 @@ accept their terms, and extract them into one folder laid out as
   <manual_dir>/lfpw/testset/        (224)
   <manual_dir>/ibug/                (135)
 
-with each image (.jpg or .png) beside its .pts file. Then build with
+with each image (.jpg or .png) beside its .pts file. Optional: the 300-W challenge's
+private test set as <manual_dir>/300W/01_Indoor/ and 300W/02_Outdoor/ (300 faces each;
+splits private, private_indoor, private_outdoor). Then build with
   python -m asmnet_jax.data.build ibug_300w --manual_dir <manual_dir>   (repository root)
 Optional: <manual_dir>/pose_overrides.csv (filename,yaw,pitch,roll) with --config override.
 """
@@ -73,6 +82,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             f"source: {self.builder_config.pose_source})."),
         features=face_features.face_features(NUM_LANDMARKS, self.builder_config.image_format),
         homepage="https://ibug.doc.ic.ac.uk/resources/300-W/",
+        metadata=tfds.core.MetadataDict(),  # "skipped": builders.SkipReport.
         citation=(
             "@article{sagonas2016300,\n  title={300 faces in-the-wild challenge: Database "
             "and results},\n  author={Sagonas, Christos and Antonakos, Epameinondas and "
@@ -88,8 +98,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     manual_dir = os.fspath(manual_dir)
     held_out = builders.validation_images(_training_images(manual_dir),
                                           self.builder_config.validation_fraction)
-    splits = {split: self._generate_examples(manual_dir, split, folders)
-              for split, folders in SPLITS.items()}
+    folders = dict(SPLITS)
+    if all(os.path.isdir(os.path.join(manual_dir, f)) for f in PRIVATE_SPLITS["private"]):
+      folders.update(PRIVATE_SPLITS)
+    splits = {split: self._generate_examples(manual_dir, split, split_folders)
+              for split, split_folders in folders.items()}
     splits["train"] = self._generate_examples(manual_dir, "train", SPLITS["train"],
                                               exclude=held_out)
     splits[builders.VALIDATION_SPLIT] = self._generate_examples(
@@ -103,13 +116,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     """The faces of `folders` whose image path is not in `exclude` (and is in `only`,
     when given); a sample without an image is reported by the split without `only`."""
     config = self.builder_config
-    report = builders.SkipReport(self.name, split)
+    report = builders.SkipReport(self.name, split, self.info.metadata)
     labeler = builders.PoseLabeler.from_config(config, manual_dir)
     load = functools.lru_cache(maxsize=4)(load_rgb_image)  # AFW: faces of one image.
     for folder in folders:
       directory = os.path.join(manual_dir, folder)
       names = sorted(os.listdir(directory))
       images = _image_index(names)
+      annotated = set()
       for name in names:
         if not name.lower().endswith(".pts"):
           continue
@@ -120,6 +134,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           if only is None:
             report.skip(key, str(e))
           continue
+        annotated.add(image_name)
         filename = f"{folder}/{image_name}"
         if filename in exclude or (only is not None and filename not in only):
           continue
@@ -133,6 +148,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           report.skip(key, str(e).replace(manual_dir + os.sep, ""))
           continue
         yield key, example
+      if only is None:  # the validation split's folders are train's: reported there.
+        for image_name in sorted(set(images.values()) - annotated):
+          report.skip(f"{folder}/{image_name}", "no .pts annotation beside it")
     labeler.report_into(report)
     report.finish()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -206,3 +207,30 @@ def test_malformed_override_csv(tmp_path):
       name="override_test", pose_source="override", pose_overrides_csv=str(csv_path))
   with pytest.raises(ValueError, match=f"{csv_path}, line 1"):
     _build(tmp_path / "data", config)
+
+
+def test_bad_samples_are_skipped_counted_and_named(tmp_path):
+  """Added to a copy of the fixture: a landmark at x = 1e5 (once an 80 GiB crop), a
+  1x1 image and an image without a .pts. The build goes on, and metadata.json counts
+  them."""
+  manual = shutil.copytree(DUMMY, tmp_path / "manual")
+  afw = manual / "afw"
+  pts = (afw / "101_1.pts").read_text().splitlines()
+  x, y = pts[3].split()
+  (afw / "102_1.pts").write_text("\n".join(pts[:3] + [f"1e5 {y}"] + pts[4:]) + "\n")
+  shutil.copy(afw / "101_1.jpg", afw / "102_1.jpg")
+  (afw / "103_1.pts").write_text((afw / "101_1.pts").read_text())
+  Image.new("RGB", (1, 1)).save(afw / "103_1.jpg")
+  shutil.copy(afw / "101_1.jpg", afw / "104.jpg")
+  builder, reports = _build(tmp_path / "data", manual_dir=str(manual))
+  assert builder.info.splits["train"].num_examples == SPLIT_SIZES["train"]
+  (train,) = [t for t in reports if t.startswith("ibug_300w/train:")]
+  assert f"skipped {len(SKIPPED['train']) + 3} malformed" in train
+  assert "afw/102_1.pts: landmark 0 at (99999, " in train and "px outside the" in train
+  assert "afw/103_1.pts: image of 1x1 px, smaller than the smallest face" in train
+  assert "afw/104.jpg: no .pts annotation beside it" in train
+  reloaded = ibug.Builder(data_dir=str(tmp_path / "data"))
+  skipped = reloaded.info.metadata["skipped"]
+  assert skipped["train"]["count"] == len(SKIPPED["train"]) + 3
+  assert skipped["challenging"]["count"] == len(SKIPPED["challenging"])
+  assert "afw/104.jpg: no .pts annotation beside it" in skipped["train"]["samples"]

@@ -37,7 +37,9 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
     image_size: side of the square renders in pixels.
     workers: rendering processes (0: one per CPU core, 1: in-process).
     render: the `synthetic_faces.PRESETS` name of the render config ("cartoon":
-      `DEFAULT_CONFIG`, "photo": `PHOTO_CONFIG`); by name, as jobs cross processes.
+      `DEFAULT_CONFIG`, "photo": `PHOTO_CONFIG`), or several joined by "+", which
+      face i of a split takes in turn (i modulo their number); by name, as jobs
+      cross processes.
   """
   num_train: int = 5000
   num_validation: int = 500
@@ -45,6 +47,18 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
   image_size: int = 192
   workers: int = 0
   render: str = "cartoon"
+
+
+def render_jobs(split: str, count: int, size: int, render: str) -> list[tuple[int, int, str]]:
+  """(seed, image side, preset name) of faces 0..count-1 of `split`; `render` is one
+  preset name or several joined by "+", taken in turn."""
+  presets = render.split("+")
+  unknown = [name for name in presets if name not in synthetic_faces.PRESETS]
+  if unknown:
+    raise ValueError(f"synthetic_faces: unknown render preset {unknown[0]!r} in "
+                     f"{render!r} (expected one of {sorted(synthetic_faces.PRESETS)}, "
+                     "joined by '+')")
+  return [(SEED_BASE[split] + i, size, presets[i % len(presets)]) for i in range(count)]
 
 
 def _render(args: tuple[int, int, str]) -> tuple[bytes, np.ndarray, np.ndarray]:
@@ -79,6 +93,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           name="photo_tiny", description="12 train + 4 validation + 4 test photo-style "
           "faces, 64 px, for tests.", num_train=12, num_validation=4, num_test=4,
           image_size=64, workers=1, render="photo"),
+      SyntheticFacesConfig(
+          name="mixed",
+          description=("30000 train + 1000 validation + 1000 test faces, 128 px, "
+                       "alternately in the cartoon and the photo style."),
+          num_train=30000, num_validation=1000, num_test=1000, image_size=128,
+          render="cartoon+photo"),
   ]
 
   def __init__(self, *, file_format=None, **kwargs):
@@ -111,10 +131,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str, count: int) -> Iterator[tuple[str, dict]]:
     config = self.builder_config
     size = config.image_size
-    if config.render not in synthetic_faces.PRESETS:
-      raise ValueError(f"synthetic_faces/{config.name}: unknown render preset "
-                       f"{config.render!r} (expected one of {sorted(synthetic_faces.PRESETS)})")
-    jobs = [(SEED_BASE[split] + i, size, config.render) for i in range(count)]
+    jobs = render_jobs(split, count, size, config.render)
     workers = config.workers or os.cpu_count() or 1
     if workers > 1 and count >= _MIN_PARALLEL:
       # "fork", not "spawn": spawn re-runs the caller's main script in each worker,

@@ -82,10 +82,11 @@ def parse_line(text: str, line: int) -> Annotation:
 def _training_images(manual_dir: str) -> list[str]:
   """The image paths (`WFLW_images/...`) of the training list's well-formed faces
   (a parsable line of finite points naming an existing file)."""
-  with open(os.path.join(manual_dir, LIST_FILES["train"]), encoding="utf-8") as f:
-    lines = f.read().splitlines()
+  # Undecodable lines are reported by the train split.
+  lines = builders.read_text_lines(os.path.join(manual_dir, LIST_FILES["train"]),
+                                   builders.SkipReport("", ""))
   filenames = []
-  for line_no, text in enumerate(lines, start=1):
+  for line_no, text in lines:
     if text.strip():
       try:
         ann = parse_line(text, line_no)
@@ -129,6 +130,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features=face_features.face_features(
             NUM_LANDMARKS, self.builder_config.image_format, extra),
         homepage="https://wywu.github.io/projects/LAB/WFLW.html",
+        metadata=tfds.core.MetadataDict(),  # "skipped": builders.SkipReport.
         citation=(
             "@inproceedings{wayne2018lab,\n  author={Wu, Wayne and Qian, Chen and Yang, "
             "Shuo and Wang, Quan and Cai, Yici and Zhou, Qiang},\n  title={Look at "
@@ -164,13 +166,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     A line that does not parse is reported by the split without `only`.
     """
     config = self.builder_config
-    report = builders.SkipReport(self.name, split)
+    report = builders.SkipReport(self.name, split, self.info.metadata)
     labeler = builders.PoseLabeler.from_config(config, manual_dir)
     load = functools.lru_cache(maxsize=8)(load_rgb_image)  # faces of one image.
     list_file = LIST_FILES[list_split]
-    with open(os.path.join(manual_dir, list_file), encoding="utf-8") as f:
-      lines = f.read().splitlines()
-    for line_no, text in enumerate(lines, start=1):
+    # The validation split reads train's list: its undecodable lines are train's to report.
+    lines = builders.read_text_lines(os.path.join(manual_dir, list_file),
+                                     report if only is None else builders.SkipReport("", ""))
+    for line_no, text in lines:
       if not text.strip():
         continue
       where = f"{os.path.basename(list_file)}:{line_no}"

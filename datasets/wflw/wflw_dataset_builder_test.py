@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -210,3 +211,17 @@ def test_cli_errors(tmp_path, capsys):
   assert build.main(["wflw", "--manual_dir", str(tmp_path / "none"),
                              "--data_dir", str(tmp_path / "d")]) == 2
   assert "wywu.github.io" in capsys.readouterr().err
+
+
+def test_undecodable_line_is_skipped_naming_file_and_line(tmp_path):
+  manual = shutil.copytree(DUMMY, tmp_path / "manual")
+  path = manual / wflw.LIST_FILES["train"]
+  with open(path, "ab") as f:
+    f.write(b"12.5 \xff 40.0\n")  # line 6: one Latin-1 byte.
+  builder, reports = _build(tmp_path / "data", manual_dir=str(manual))
+  assert builder.info.splits["train"].num_examples == SPLIT_SIZES["train"]
+  (train,) = [t for t in reports if t.startswith("wflw/train:")]
+  assert f"skipped {len(SKIPPED['train']) + 1} malformed" in train
+  assert f"{TRAIN_LIST}:6: not UTF-8 text (byte 0xff at column 6)" in train
+  assert wflw.Builder(data_dir=str(tmp_path / "data")).info.metadata["skipped"]["train"][
+      "count"] == len(SKIPPED["train"]) + 1

@@ -1,0 +1,278 @@
+"""Video: the tracker's detector schedule and ids, synthetic clips, predict.py on videos
+(outputs, a truncated file, Ctrl-C, unreadable and face-less videos), the benchmark's
+scores."""
+
+import json
+import os
+import types
+
+import cv2
+import numpy as np
+import pytest
+
+import predict
+from asmnet_jax.core import geometry
+from asmnet_jax.inference import detection
+from asmnet_jax.inference import tracking
+from asmnet_jax.inference.predictor import Predictor
+from asmnet_jax.synthetic.clips import ClipConfig, SyntheticClip
+from asmnet_jax.tools import video_benchmark
+
+# A small one-face clip: 192x144, near frontal (so MTCNN finds it), no exit, no fast turn.
+SMALL = ClipConfig(seconds=0.2, fps=30.0, width=192, height=144, exits=0, fast_turns=0,
+                   two_face_prob=0.0, supersample=1, yaw=(-10.0, 10.0), pitch=(-5.0, 5.0),
+                   roll=(-5.0, 5.0))
+
+
+@pytest.fixture(scope="module")
+def predictor():
+  shared = Predictor.pretrained()
+  default = shared.detector
+  yield shared
+  shared.detector = default
+
+
+@pytest.fixture(scope="module")
+def small_clip():
+  clip = SyntheticClip(14, SMALL)
+  return clip, list(clip.frames())
+
+
+class CountingDetector:
+  """Returns the clip's true landmark boxes (for `IDENTITY_MAPPING`), counting calls."""
+
+  def __init__(self, clip, frames):
+    self.clip, self.frames, self.calls = clip, frames, []
+
+  def __call__(self, frame):
+    index = next(i for i, f in enumerate(self.frames) if f is frame)
+    self.calls.append(index)
+    boxes = geometry.landmark_box(self.clip.landmarks[index]).astype(np.float32)
+    return detection.Detections(boxes, np.full(len(boxes), 0.99, np.float32))
+
+
+def test_tracker_keeps_the_id_and_detects_on_schedule(predictor, small_clip):
+  clip, frames = small_clip
+  counting = CountingDetector(clip, frames)
+  predictor.detector, predictor.box_mapping = counting, detection.IDENTITY_MAPPING
+  try:
+    video = tracking.VideoPredictor(predictor, detect_every=4)
+    out = [video(frame, t) for frame, t in zip(frames, clip.timestamps)]
+  finally:
+    predictor.detector, predictor.box_mapping = None, None
+  assert counting.calls == [0, 4]  # the first frame, then every 4th.
+  assert [[face.track_id for face in faces] for faces in out] == [[0]] * len(frames)
+  for faces, truth in zip(out, clip.landmarks):
+    gt = truth[0]
+    nme = np.linalg.norm(faces[0].raw_landmarks - gt, axis=-1).mean() / np.linalg.norm(
+        gt[36] - gt[45])
+    assert nme < 0.15
+  # Smoothing starts from the raw value: the first frame is the network's output.
+  np.testing.assert_array_equal(out[0][0].landmarks, out[0][0].raw_landmarks)
+
+
+class ScriptedPredictor:
+  """The face of a script, found wherever the tracker looks near it; elsewhere the shape
+  collapses. The frame index is the frame's first pixel."""
+
+  def __init__(self, script):
+    self.script = script  # per frame: the face's (n, 2) landmarks or None.
+    self.detector_calls = []
+    self.model = types.SimpleNamespace(eval_margin=0.05, num_landmarks=68)
+    self.box_mapping = detection.IDENTITY_MAPPING
+
+  def detector(self, frame):
+    index = int(frame[0, 0, 0])
+    self.detector_calls.append(index)
+    face = self.script[index]
+    if face is None:
+      return detection.no_detections()
+    return detection.Detections(geometry.landmark_box(face)[None].astype(np.float32),
+                                np.array([0.99], np.float32))
+
+  def predict_landmark_boxes(self, frame, boxes):
+    face = self.script[int(frame[0, 0, 0])]
+    out = []
+    for box in boxes:
+      if face is not None and geometry.box_iou(box, geometry.landmark_box(face))[0, 0] > 0.3:
+        out.append(face)
+      else:  # a collapsed shape: every point within 1 px of the crop's centre.
+        centre = 0.5 * (box[:2] + box[2:])
+        out.append(centre + np.random.default_rng(0).uniform(-0.5, 0.5, (68, 2)))
+    return np.stack(out).astype(np.float64), np.zeros((len(boxes), 3)), np.asarray(boxes)
+
+
+def test_lost_track_triggers_detection_and_gets_its_id_back():
+  rng = np.random.default_rng(1)
+  shape = rng.uniform(0, 60, (68, 2)) + [50, 40]
+  script = [shape + [2 * t, 0] for t in range(5)] + [None, None] + [shape + [8, 0]] * 5
+  fake = ScriptedPredictor(script)
+  video = tracking.VideoPredictor(fake, detect_every=5, smooth=False)
+  ids = []
+  for t in range(len(script)):
+    frame = np.zeros((200, 200, 3), np.uint8)
+    frame[0, 0, 0] = t
+    ids.append([face.track_id for face in video(frame)])
+  # Frame 0 (first), 5 (the track is lost there), 10 (every 5 frames): the face that
+  # came back at frame 7 is picked up at frame 10, with its old id.
+  assert fake.detector_calls == [0, 5, 10]
+  assert ids == [[0]] * 5 + [[]] * 5 + [[0]] * 2
+  assert (video.tracks_lost, video.recoveries, video.tracks_started) == (1, 1, 2)
+
+
+def test_clips_are_deterministic_with_exits_and_two_faces():
+  config = ClipConfig(seconds=3.0, fps=10.0, width=320, height=240, two_face_prob=1.0,
+                      supersample=1)
+  a, b = SyntheticClip(5, config), SyntheticClip(5, config)
+  np.testing.assert_array_equal(a.landmarks, b.landmarks)
+  np.testing.assert_array_equal(a.frame(3), b.frame(3))
+  assert a.landmarks.shape == (30, 2, 68, 2) and a.pose.shape == (30, 2, 3)
+  assert a.frame(0).shape == (240, 320, 3)
+  assert not a.inside[:, 0].all() and a.inside[:, 0].any()  # the first face exits.
+  yaw_speed = np.abs(np.diff(a.pose[:, :, 0], axis=0)).max() * config.fps
+  assert yaw_speed > 60.0  # degrees per second: a fast turn.
+  assert not np.array_equal(SyntheticClip(6, config).landmarks, a.landmarks)
+
+
+def test_benchmark_scores_known_offsets(small_clip):
+  clip, _ = small_clip
+  gt = clip.landmarks[:, 0].astype(np.float64)
+  iod = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)
+  sign = np.where(np.arange(len(gt)) % 2 == 0, 1.0, -1.0)
+  # Raw output jitters by +-1 px in x about the truth; "smoothed" is 2 px off, steady.
+  output = [[tracking.TrackedFace(
+      (g + [0.0, 2.0]).astype(np.float32), np.zeros(3, np.float32),
+      geometry.landmark_box(g).astype(np.float32), 1.0, 0,
+      (g + [s, 0.0]).astype(np.float32), np.zeros(3, np.float32))]
+      for g, s in zip(gt, sign)]
+  scores = video_benchmark.score_clip(clip, output)
+  np.testing.assert_allclose(scores["nme"]["raw"], 1.0 / iod, rtol=1e-5)
+  np.testing.assert_allclose(scores["nme"]["smoothed"], 2.0 / iod, rtol=1e-5)
+  np.testing.assert_allclose(scores["jitter"]["raw"], 2.0 / iod[1:], rtol=1e-4)
+  np.testing.assert_allclose(scores["jitter"]["smoothed"], 0.0, atol=1e-4)
+  assert scores["counts"]["covered"] == len(gt) and scores["counts"]["id_switches"] == 0
+
+
+# ------------------------------------------------------------------------------------
+# predict.py on videos.
+
+
+@pytest.fixture
+def run_predict(predictor, monkeypatch, capsys):
+  monkeypatch.setattr(predict.inference.Predictor, "pretrained",
+                      classmethod(lambda cls, *a, **k: predictor))
+
+  def run(*args):
+    status = predict.main([*args, "--noprogress"])
+    return status, capsys.readouterr().err
+  return run
+
+
+def _write_video(path, frames, fourcc="mp4v", fps=30.0):
+  h, w = frames[0].shape[:2]
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+  for frame in frames:
+    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+  writer.release()
+
+
+def _read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
+def _frame_count(path):
+  capture = cv2.VideoCapture(str(path))
+  count = 0
+  while capture.read()[0]:
+    count += 1
+  size = (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+  capture.release()
+  return count, size
+
+
+def test_predict_writes_video_and_jsonl(run_predict, small_clip, tmp_path):
+  clip, frames = small_clip
+  _write_video(tmp_path / "clip.mp4", frames)
+  status, err = run_predict(str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "out"))
+  assert status == 0, err
+  records = _read_jsonl(tmp_path / "out" / "clip.jsonl")
+  assert [r["frame"] for r in records] == list(range(len(frames)))
+  np.testing.assert_allclose([r["time_s"] for r in records], clip.timestamps, atol=1e-4)
+  assert all(len(r["faces"]) == 1 and r["faces"][0]["track_id"] == 0 for r in records)
+  face = records[-1]["faces"][0]
+  assert np.asarray(face["landmarks"]).shape == (68, 2)
+  assert set(face["pose_deg"]) == {"yaw", "pitch", "roll"} and len(face["box"]) == 4
+  truth = clip.landmarks[-1, 0]
+  error = np.linalg.norm(np.asarray(face["landmarks"]) - truth, axis=-1).mean()
+  assert error < 0.15 * np.linalg.norm(truth[36] - truth[45])
+  assert _frame_count(tmp_path / "out" / "clip.mp4") == (len(frames), (192.0, 144.0))
+  assert "frames/s" in err
+
+
+def test_truncated_video_keeps_the_frames_before_the_break(run_predict, small_clip, tmp_path):
+  _, frames = small_clip
+  _write_video(tmp_path / "whole.avi", frames, fourcc="MJPG")
+  data = (tmp_path / "whole.avi").read_bytes()
+  (tmp_path / "cut.avi").write_bytes(data[:len(data) // 2])
+  status, err = run_predict(str(tmp_path / "cut.avi"), "--out", str(tmp_path / "out"))
+  assert status == 1
+  decoded = len(_read_jsonl(tmp_path / "out" / "cut.jsonl"))
+  assert 0 < decoded < len(frames)
+  assert f"broke off after frame {decoded - 1} of the {len(frames)}" in err
+  assert _frame_count(tmp_path / "out" / "cut.mp4")[0] == decoded
+
+
+def test_ctrl_c_leaves_complete_outputs(run_predict, small_clip, tmp_path, monkeypatch):
+  _, frames = small_clip
+  _write_video(tmp_path / "clip.mp4", frames)
+  original = tracking.VideoPredictor.__call__
+
+  def interrupted(self, frame, timestamp=None):
+    if self.frames == 3:
+      raise KeyboardInterrupt
+    return original(self, frame, timestamp)
+
+  monkeypatch.setattr(tracking.VideoPredictor, "__call__", interrupted)
+  status, err = run_predict(str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "out"))
+  assert status == predict.EXIT_INTERRUPTED
+  assert [r["frame"] for r in _read_jsonl(tmp_path / "out" / "clip.jsonl")] == [0, 1, 2]
+  assert _frame_count(tmp_path / "out" / "clip.mp4")[0] == 3
+  assert "interrupted after 3 frames" in err
+
+
+def test_unreadable_and_empty_videos(run_predict, tmp_path):
+  (tmp_path / "junk.mp4").write_bytes(b"not a video at all" * 50)
+  (tmp_path / "empty.mov").write_bytes(b"")
+  status, err = run_predict(str(tmp_path / "junk.mp4"), "--out", str(tmp_path / "out"))
+  assert status == 2 and err.strip().splitlines()[-1].startswith("error: ")
+  assert "junk.mp4: cannot open as a video" in err
+  status, err = run_predict(str(tmp_path / "empty.mov"), "--out", str(tmp_path / "out"))
+  assert status == 2 and "empty.mov: empty file" in err
+
+
+def test_video_without_faces_gives_empty_records(run_predict, tmp_path):
+  rng = np.random.default_rng(0)
+  frames = [np.full((96, 128, 3), 90, np.uint8) + rng.integers(0, 8, (96, 128, 3), np.uint8)
+            for _ in range(4)]
+  _write_video(tmp_path / "wall.mp4", frames)
+  status, err = run_predict(str(tmp_path / "wall.mp4"), "--out", str(tmp_path / "out"))
+  assert status == 0, err
+  assert _read_jsonl(tmp_path / "out" / "wall.jsonl") == [
+      {"frame": i, "time_s": round(i / 30.0, 4), "faces": []} for i in range(4)]
+
+
+def test_pan_zoom_starts_on_the_whole_photo_and_zooms_about_its_centre():
+  from asmnet_jax.tools.pan_zoom import pan_zoom_frames  # pylint: disable=g-import-not-at-top
+  photo = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
+  first, last = pan_zoom_frames(photo, 2, 64, 48, zoom=2.0, pan=0.0)
+  np.testing.assert_array_equal(first, photo)  # scale 1: the identity warp.
+  # Zoom 2 about the centre (32, 24): output pixel centre x samples photo x / 2 + 15.75
+  # (and y / 2 + 11.75), bilinearly.
+  qx, qy = np.arange(64) / 2 + 15.75, np.arange(48) / 2 + 11.75
+  x0, y0 = np.floor(qx).astype(int), np.floor(qy).astype(int)
+  fx, fy = (qx - x0)[None, :, None], (qy - y0)[:, None, None]
+  p = photo.astype(float)
+  expected = ((1 - fy) * ((1 - fx) * p[y0][:, x0] + fx * p[y0][:, x0 + 1])
+              + fy * ((1 - fx) * p[y0 + 1][:, x0] + fx * p[y0 + 1][:, x0 + 1]))
+  np.testing.assert_allclose(last, expected, atol=1.5)  # OpenCV's fixed-point weights.
