@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 
@@ -125,6 +126,24 @@ def test_make_example():
   assert example["image"][:4] == b"\x89PNG"
   np.testing.assert_allclose(example["landmarks"] + example["crop_box"][:2], points, atol=1e-4)
   assert pose.normalize_key("./a\\b.jpg ") == "a/b.jpg"
+
+
+def test_validation_images_are_a_fixed_hash_ranked_share():
+  names = [f"helen/trainset/{i}.jpg" for i in range(200)]
+  held = builders.validation_images(names + names[:5], 0.05)  # repeats: faces of one image.
+  assert len(held) == 10  # ceil(5 % of the 200 distinct images).
+  assert held == builders.validation_images(reversed(names), 0.05)  # order-free.
+  digests = sorted(hashlib.sha256(n.encode()).digest() for n in names)
+  assert max(hashlib.sha256(n.encode()).digest() for n in held) == digests[9]
+  # Growing the share only adds images: the held-out set is nested.
+  assert held < builders.validation_images(names, 0.2)
+  assert len(builders.validation_images(names[:3], 0.05)) == 1  # at least one image.
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, -0.1, 1.0])
+def test_validation_fraction_outside_the_open_interval_is_refused(fraction):
+  with pytest.raises(ValueError, match=r"validation_fraction must be in \(0, 0.5\)"):
+    builders.FaceBuilderConfig(name="x", validation_fraction=fraction)
 
 
 def test_check_sample_refuses_far_landmarks_and_tiny_images():

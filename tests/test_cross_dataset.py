@@ -25,13 +25,13 @@ def test_a_68_point_run_on_cofw68(trained_run, tmp_path, capsys):
   with pytest.warns(builders.SkippedSamplesWarning, match="no COFW68/3.pts"):
     splits = report.evaluate_workdir(workdir, checkpoint="latest", dataset="cofw/cofw68",
                                      manual_dir=str(manual))
-  out = report.eval_dir(workdir, "cofw/cofw68")
-  assert out == os.path.join(workdir, "eval_cofw_cofw68") and list(splits) == ["test"]
+  out = report.eval_dir(workdir, "cofw/cofw68", checkpoint="latest")
+  assert out == os.path.join(workdir, "eval_cofw_cofw68", "latest") and list(splits) == ["test"]
   with open(os.path.join(out, "results.json")) as f:
     stored = json.load(f)
   assert (stored["dataset"], stored["trained_on"]) == ("cofw/cofw68", "synthetic_faces/tiny")
   assert stored["normalizer_description"] == "inter-ocular distance (outer eye corners 36, 45)"
-  with np.load(report.prediction_file(workdir, "test", "cofw/cofw68")) as p:
+  with np.load(report.prediction_file(workdir, "test", "cofw/cofw68", "latest")) as p:
     pred, gt = p["landmarks"], p["gt_landmarks"]
   expected = (np.linalg.norm(pred - gt, axis=-1).mean(-1)
               / np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1))

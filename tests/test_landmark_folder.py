@@ -44,10 +44,12 @@ def test_five_points_train_flipped_and_evaluate(tmp_path, monkeypatch):
 
   splits = report.evaluate_workdir(workdir, checkpoint="latest")
   assert list(splits) == ["test"]  # every split but train.
-  with open(os.path.join(workdir, "eval", "results.json")) as f:
+  # The latest checkpoint's evaluation goes to DIR/eval/latest/.
+  latest_dir = report.eval_dir(workdir, checkpoint="latest")
+  with open(os.path.join(latest_dir, "results.json")) as f:
     stored = json.load(f)
   assert stored["normalizer_description"] == "inter-ocular distance (eye points 0, 1)"
-  with np.load(report.prediction_file(workdir, "test")) as p:
+  with np.load(report.prediction_file(workdir, "test", checkpoint="latest")) as p:
     pred, gt, nme = p["landmarks"], p["gt_landmarks"], p["nme"]
   assert pred.shape == gt.shape == (8, 5, 2)
   # The eye centres (points 0 and 1) normalise: NumPy on the stored predictions.
@@ -55,7 +57,7 @@ def test_five_points_train_flipped_and_evaluate(tmp_path, monkeypatch):
               / np.linalg.norm(gt[:, 0] - gt[:, 1], axis=-1))
   np.testing.assert_allclose(nme, expected, rtol=1e-5)
   assert splits["test"]["nme"] == pytest.approx(expected.mean(), rel=1e-5)
-  table = open(os.path.join(workdir, "eval", "results.md")).read()
+  table = open(os.path.join(latest_dir, "results.md")).read()
   assert "NME normalised by the inter-ocular distance (eye points 0, 1)." in table
   assert "| n/a | n/a | n/a |" in table
 

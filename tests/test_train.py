@@ -109,6 +109,7 @@ def _checkpoint(workdir: str, step: int) -> dict:
     ("bn_momentum", 1.0, "bn_momentum"),
     ("dropout_rate", -0.1, "dropout_rate"),
     ("precise_bn_batches", -1, "precise_bn_batches"),
+    ("validation_split", "test", "validation_split"),
 ])
 def test_config_validation_names_the_field(field, value, message):
   config = synthetic.get_config()
@@ -122,6 +123,43 @@ def test_config_validation_names_input_worker_count():
   config.input.worker_count = -1
   with pytest.raises(ValueError, match="config.input.worker_count"):
     config_lib.validate_config(config)
+
+
+@pytest.mark.parametrize("field, value", [("occlusion_probability", 1.5),
+                                          ("occlusion_size", (0.5, 0.2)),
+                                          ("occlusion_size", (0.0, 0.2))])
+def test_config_validation_names_the_occlusion_field(field, value):
+  config = synthetic.get_config()
+  config.input[field] = value
+  with pytest.raises(ValueError, match=f"config.input.{field}="):
+    config_lib.validate_config(config)
+
+
+@pytest.mark.parametrize("dataset, split", [("ibug_300w", "full"), ("ibug_300w", "common"),
+                                            ("wflw", "test"), ("synthetic_faces", "test")])
+def test_selecting_on_a_test_split_is_refused(dataset, split):
+  config = synthetic.get_config()
+  config.dataset, config.validation_split = dataset, split
+  with pytest.raises(ValueError, match=f"config.validation_split='{split}': is a test split"):
+    config_lib.validate_config(config)
+
+
+def test_paper_configs_select_on_held_out_training_images():
+  # pylint: disable-next=g-import-not-at-top
+  from configs import ibug_300w, ibug_300w_plus, wflw, wflw_plus
+  assert config_lib.base_config().validation_split == "validation"
+  for config in (ibug_300w.get_config(), wflw.get_config()):
+    assert config.validation_split == "validation" and config.input.augment_on_device
+    assert config.input.flip_probability == config.input.occlusion_probability == 0.0
+    config_lib.validate_config(config)
+  for plus, paper in ((ibug_300w_plus, ibug_300w), (wflw_plus, wflw)):
+    config = plus.get_config()
+    config_lib.validate_config(config)
+    assert config.input.flip_probability == config.input.occlusion_probability == 0.5
+    in_config = config_lib.input_config(config)
+    assert (in_config.flip_probability, in_config.occlusion_probability) == (0.5, 0.5)
+    config.input.flip_probability = config.input.occlusion_probability = 0.0
+    assert config.to_dict() == paper.get_config().to_dict()  # nothing else differs.
 
 
 def test_unknown_dataset_is_a_clear_error():
@@ -323,6 +361,25 @@ class _PoisonedLabels:
 
   def close(self):
     self._stream.close()
+
+
+def test_eval_reports_the_best_on_validation_and_the_last_checkpoint(trained_run, tmp_path,
+                                                                     capsys):
+  import eval as eval_main  # pylint: disable=g-import-not-at-top
+  workdir = trained_run.copy_to(tmp_path / "run")
+  # Validation NME fell from step 30 to 60 in the shared run, so 60 is the best too;
+  # dropping the latest checkpoint 60 leaves best 60 and last 30.
+  best, latest = _steps(workdir, "best")[0], _steps(workdir)[-1]
+  assert (best, latest) == (60, 60)
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "60"))
+  assert eval_main.main(["--workdir", workdir, "--split", "test"]) == 0
+  out = capsys.readouterr().out
+  assert f"{workdir}: best checkpoint on the validation split (best/60)" in out
+  assert f"{workdir}: last checkpoint (checkpoints/30)" in out
+  for sub, step in (("eval", 60), ("eval/latest", 30)):
+    with open(os.path.join(workdir, sub, "results.json")) as f:
+      assert json.load(f)["step"] == step
+  assert not os.path.exists(os.path.join(workdir, "eval", "latest", "latest"))
 
 
 def test_non_finite_loss_stops_and_keeps_the_good_checkpoints(trained_run, tmp_path,

@@ -137,3 +137,21 @@ def to_float_image(image: np.ndarray, photometric: Photometric | None = None,
       flat[where] = rng.integers(0, 2, size=(count, 1)).astype(np.float32)
   np.clip(out, 0.0, 1.0, out=out)
   return out
+
+
+def occlude(image: np.ndarray, rng: np.random.Generator, probability: float,
+            size_range: tuple[float, float]) -> np.ndarray:
+  """With `probability`, one rectangle of uniform random colour pasted over the float
+  (S, S, 3) image in place (sides U(lo, hi) x S, centre uniform over the crop, cut by
+  the border): random erasing, a stand-in for occluders. Returns `image`."""
+  if rng.random() >= probability:
+    return image
+  s = image.shape[0]
+  sides = rng.uniform(size_range[0], size_range[1], size=2) * s
+  centre = rng.uniform(0.0, 1.0, size=2) * s
+  colour = rng.uniform(0.0, 1.0, size=3).astype(image.dtype)
+  # Pixel k (centre k + 0.5) is inside when |k + 0.5 - c| < side / 2.
+  lo = np.clip(np.ceil(centre - 0.5 * sides - 0.5), 0, s).astype(int)
+  hi = np.clip(np.ceil(centre + 0.5 * sides - 0.5), 0, s).astype(int)
+  image[lo[1]:hi[1], lo[0]:hi[0]] = colour
+  return image

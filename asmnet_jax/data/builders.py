@@ -11,15 +11,18 @@
     of each split (log + `SkippedSamplesWarning` + the dataset's metadata.json
     field "skipped"), never silently.
   * `require_layout`: a clear error when the manual directory has the wrong layout.
+  * `validation_images`: the deterministic validation part of a training split.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import math
 import os
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -30,6 +33,9 @@ from asmnet_jax.data import crops as face_crop
 log = logging.getLogger(__name__)
 
 POSE_OVERRIDES_FILENAME = "pose_overrides.csv"
+# The split carved out of the training images for model selection.
+VALIDATION_SPLIT = "validation"
+DEFAULT_VALIDATION_FRACTION = 0.05
 # A landmark may lie outside its image (an occluded chin at the border) by this
 # fraction of the image's longer side; farther, the annotation is wrong.
 OUTSIDE_TOLERANCE = 0.25
@@ -58,6 +64,8 @@ class FaceBuilderConfig(tfds.core.BuilderConfig):
     margin: crop margin on each side, fraction of the landmark box's longer side.
     max_size: longer side cap of stored crops in pixels (None: no cap).
     image_format: "jpeg" (quality 95, no chroma subsampling) or "png".
+    validation_fraction: share of the training *images* held out as the
+      `validation` split (`validation_images`), in (0, 0.5).
   """
 
   pose_source: str = "fit"
@@ -65,10 +73,18 @@ class FaceBuilderConfig(tfds.core.BuilderConfig):
   margin: float = face_crop.DEFAULT_MARGIN
   max_size: int | None = face_crop.DEFAULT_MAX_SIZE
   image_format: str = "jpeg"
+  validation_fraction: float = DEFAULT_VALIDATION_FRACTION
 
   def __post_init__(self):
     if self.pose_source not in ("fit", "override"):
       raise ValueError(f"pose_source must be 'fit' or 'override', got {self.pose_source!r}")
+    self._check_validation_fraction()
+
+  def _check_validation_fraction(self) -> None:
+    """The share of training images held out (300-W, WFLW): in (0, 0.5)."""
+    if not 0.0 < self.validation_fraction < 0.5:
+      raise ValueError(f"validation_fraction must be in (0, 0.5), got "
+                       f"{self.validation_fraction!r}")
 
 
 DEFAULT_CONFIGS = [
@@ -84,6 +100,20 @@ DEFAULT_CONFIGS = [
             "degrees, e.g. HopeNet labels); faces it lacks fall back to the fit."),
     ),
 ]
+
+
+def validation_images(filenames: Iterable[str], fraction: float) -> frozenset[str]:
+  """The training images held out for validation: of the distinct `filenames` (image
+  paths relative to the manual directory), the ceil(fraction * count) whose SHA-256
+  of the UTF-8 path is smallest.
+
+  Deterministic on every machine and independent of the order of the files; at least
+  one image when there is any; every face of one image falls on the same side.
+  """
+  names = sorted(set(filenames))
+  count = math.ceil(fraction * len(names))
+  ranked = sorted(names, key=lambda name: hashlib.sha256(name.encode("utf-8")).digest())
+  return frozenset(ranked[:count])
 
 
 def parse_pts(path: str | os.PathLike) -> np.ndarray:

@@ -50,6 +50,7 @@ from asmnet_jax.data import augment
 
 __all__ = [
     "InputConfig",
+    "TrainOrder",
     "create_train_iterator",
     "create_eval_iterator",
     "eval_normalized_landmarks",
@@ -78,6 +79,11 @@ class InputConfig:
   mirror_map: the mirror permutation of the points (`mirror.validate_permutation`);
     None uses the built-in 68- or 98-point map.
   brightness, contrast, colour, noise, salt_pepper: see `augment.Photometric`.
+  occlusion_probability: share of training crops with one pasted rectangle of
+    random colour (random erasing; 0 disables), its sides drawn from
+    U(occlusion_size) x S (`augment.occlude`).
+  augment_on_device: train from fixed-size uint8 crops (`crop_cache`) augmented
+    inside the jitted step (`device_augment`) instead of by this module.
   seed: default stream seed, for callers that do not pass one.
   worker_count: grain worker processes (0: in-process threads only). They end with
     the process that started them, SIGKILL included (`exit_with_parent`), or at
@@ -99,6 +105,9 @@ class InputConfig:
   colour: float = 0.3
   noise: float = 0.0
   salt_pepper: float = 0.0
+  occlusion_probability: float = 0.0
+  occlusion_size: tuple[float, float] = (0.1, 0.4)
+  augment_on_device: bool = False
   seed: int = 0
   worker_count: int = 0
   worker_buffer_size: int = 2
@@ -151,8 +160,11 @@ def steps_per_epoch(num_examples: int, batch_size: int, shard_count: int | None 
 def _example(record: dict[str, Any], index: int, image_size: int, margins: np.ndarray,
              rotation_deg: float, scale: float, photometric: augment.Photometric | None,
              rng: np.random.Generator | None, mask: bool,
-             flip_perm: np.ndarray | None = None) -> dict[str, np.ndarray]:
-  """One record -> one example dict (see module docstring); `flip_perm` mirrors it."""
+             flip_perm: np.ndarray | None = None,
+             occlusion: tuple[float, tuple[float, float]] | None = None
+             ) -> dict[str, np.ndarray]:
+  """One record -> one example dict (see module docstring); `flip_perm` mirrors it,
+  `occlusion` (probability, size range) may paste a patch (`augment.occlude`)."""
   landmarks = np.asarray(record["landmarks"], np.float64)
   image_to_norm, _ = geometry.crop_matrix(landmarks, margins, rotation_deg, scale)
   if flip_perm is not None:
@@ -170,8 +182,11 @@ def _example(record: dict[str, Any], index: int, image_size: int, margins: np.nd
   if flip_perm is not None:
     crop_landmarks = crop_landmarks[flip_perm]
     pose = mirror.flip_pose(pose)
+  image = augment.to_float_image(pixels, photometric, rng)
+  if occlusion is not None:
+    image = augment.occlude(image, rng, *occlusion)
   out = {
-      "image": augment.to_float_image(pixels, photometric, rng),
+      "image": image,
       "landmarks": crop_landmarks.astype(np.float32),
       "pose": pose.astype(np.float32),
       "mask": np.bool_(mask),
@@ -186,18 +201,25 @@ def _example(record: dict[str, Any], index: int, image_size: int, margins: np.nd
   return out
 
 
-class _TrainExample:
-  """Stream position -> augmented example; picklable for grain worker processes."""
+class TrainOrder:
+  """The training stream's order: host stream position -> (epoch, record index).
 
-  def __init__(self, source: Sequence[dict[str, Any]], config: InputConfig, seed: int,
-               shard_index: int, per_shard: int, per_epoch: int):
-    self.source = source
-    self.config = config
+  Epoch e is the permutation of the N records drawn from (seed, e); host h reads its
+  own contiguous part of it (see the module docstring). Thread-safe and picklable.
+  """
+
+  def __init__(self, num_records: int, *, batch_size: int, seed: int,
+               shard_index: int | None = None, shard_count: int | None = None):
+    self.shard_index, shard_count = _shards(shard_index, shard_count)
+    self.host_batch = per_host_batch_size(batch_size, shard_count)
+    steps = steps_per_epoch(num_records, batch_size, shard_count)
+    if steps < 1:
+      raise ValueError(f"{num_records} examples cannot fill one global batch of "
+                       f"{batch_size} over {shard_count} hosts")
+    self.num_records = num_records
     self.seed = int(seed)
-    self.shard_index = shard_index
-    self.per_shard = per_shard
-    self.per_epoch = per_epoch
-    self.num_records = len(source)
+    self.per_shard = num_records // shard_count
+    self.per_epoch = steps * self.host_batch
     self._perms: dict[int, np.ndarray] = {}
     self._lock = threading.Lock()  # grain read threads share this object.
 
@@ -225,6 +247,25 @@ class _TrainExample:
     epoch, k = divmod(position, self.per_epoch)
     return epoch, int(self._permutation(epoch)[self.shard_index * self.per_shard + k])
 
+  def batch_indices(self, step: int) -> np.ndarray:
+    """int64 (host batch,): the record indices of this host's batch at `step`."""
+    epoch, k = divmod(step * self.host_batch, self.per_epoch)
+    start = self.shard_index * self.per_shard + k
+    return self._permutation(epoch)[start:start + self.host_batch]
+
+
+class _TrainExample:
+  """Stream position -> augmented example; picklable for grain worker processes."""
+
+  def __init__(self, source: Sequence[dict[str, Any]], config: InputConfig, order: TrainOrder):
+    self.source = source
+    self.config = config
+    self.order = order
+    self.seed = order.seed
+
+  def record_index(self, position: int) -> tuple[int, int]:
+    return self.order.record_index(position)
+
   def __call__(self, position: int, _: Any = None) -> dict[str, np.ndarray]:
     epoch, index = self.record_index(position)
     c = self.config
@@ -238,8 +279,11 @@ class _TrainExample:
     # Drawn only when enabled, so runs without flips keep their augmentation stream.
     if c.flip_probability > 0 and rng.random() < c.flip_probability:
       flip_perm = c.mirror_permutation(len(record["landmarks"]))
+    # Drawn only when enabled, as the flip.
+    occlusion = ((c.occlusion_probability, c.occlusion_size)
+                 if c.occlusion_probability > 0 else None)
     return _example(record, index, c.image_size, margins, rotation, scale,
-                    c.photometric, rng, mask=True, flip_perm=flip_perm)
+                    c.photometric, rng, mask=True, flip_perm=flip_perm, occlusion=occlusion)
 
 
 class _EvalExample:
@@ -315,16 +359,12 @@ def train_dataset(data_source: Sequence[dict[str, Any]], *, batch_size: int,
                   shard_index: int | None = None, shard_count: int | None = None,
                   start_step: int = 0) -> grain.IterDataset:
   """The grain `IterDataset` behind `create_train_iterator` (same arguments)."""
-  shard_index, shard_count = _shards(shard_index, shard_count)
-  host_batch = per_host_batch_size(batch_size, shard_count)
-  steps = steps_per_epoch(len(data_source), batch_size, shard_count)
-  if steps < 1:
-    raise ValueError(f"{len(data_source)} examples cannot fill one global batch of "
-                     f"{batch_size} over {shard_count} hosts")
-  fn = _TrainExample(data_source, config, config.seed if seed is None else seed,
-                     shard_index, len(data_source) // shard_count, steps * host_batch)
+  order = TrainOrder(len(data_source), batch_size=batch_size,
+                     seed=config.seed if seed is None else seed, shard_index=shard_index,
+                     shard_count=shard_count)
+  fn = _TrainExample(data_source, config, order)
   # Infinite, random-access: skipping to `start_step` is a slice, nothing is read.
-  ds = grain.MapDataset.range(2**62).map(fn).batch(host_batch, drop_remainder=True)
+  ds = grain.MapDataset.range(2**62).map(fn).batch(order.host_batch, drop_remainder=True)
   return _loader(ds[start_step:], config)
 
 
@@ -430,6 +470,6 @@ def measure(iterator: Iterator[dict[str, np.ndarray]], num_batches: int,
   examples = 0
   for _ in range(num_batches):
     batch = next(iterator)
-    examples += int(batch["mask"].shape[0])
+    examples += int(batch["index"].shape[0])
   elapsed = time.perf_counter() - start
   return {"images_per_s": examples / elapsed, "seconds": elapsed, "images": examples}

@@ -30,21 +30,26 @@ from asmnet_jax.train.step import make_mesh
 NUM_SAMPLES = 12
 
 
-def eval_dir(workdir: str, dataset: str | None = None) -> str:
-  """DIR/eval, or DIR/eval_<dataset> for another dataset than the run's."""
+def eval_dir(workdir: str, dataset: str | None = None, checkpoint: str = "best") -> str:
+  """DIR/eval, or DIR/eval_<dataset> for another dataset than the run's; the latest
+  checkpoint's evaluation goes to its `latest/` subfolder."""
   if dataset is None:
-    return os.path.join(workdir, "eval")
-  return os.path.join(workdir, "eval_" + dataset.replace("/", "_").replace(":", "_"))
+    base = os.path.join(workdir, "eval")
+  else:
+    base = os.path.join(workdir, "eval_" + dataset.replace("/", "_").replace(":", "_"))
+  return os.path.join(base, "latest") if checkpoint == "latest" else base
 
 
-def prediction_file(workdir: str, split: str, dataset: str | None = None) -> str:
+def prediction_file(workdir: str, split: str, dataset: str | None = None,
+                    checkpoint: str = "best") -> str:
   """Per-face predictions and NMEs of a split: DIR/eval/predictions_<split>.npz."""
-  return os.path.join(eval_dir(workdir, dataset), f"predictions_{split}.npz")
+  return os.path.join(eval_dir(workdir, dataset, checkpoint), f"predictions_{split}.npz")
 
 
-def normalizer_description(workdir: str, dataset: str | None = None) -> str | None:
+def normalizer_description(workdir: str, dataset: str | None = None,
+                           checkpoint: str = "best") -> str | None:
   """The NME normaliser (words) of the last results.json, None without one."""
-  path = os.path.join(eval_dir(workdir, dataset), "results.json")
+  path = os.path.join(eval_dir(workdir, dataset, checkpoint), "results.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
@@ -122,7 +127,7 @@ def evaluate_checkpoint(workdir: str, splits: Sequence[str] | None = None,
                      f"{data_scheme.num_points}")
   model = state_lib.create_model(config, data_scheme.num_points)
   evaluator = evaluator_lib.Evaluator(model, config, make_mesh(), scheme=data_scheme)
-  out_dir = eval_dir(workdir, dataset)
+  out_dir = eval_dir(workdir, dataset, checkpoint)
   os.makedirs(out_dir, exist_ok=True)
 
   results, nmes = {}, {}
@@ -133,7 +138,7 @@ def evaluate_checkpoint(workdir: str, splits: Sequence[str] | None = None,
         predictions, data_scheme, evaluator_lib.visible_points(source, predictions.index))
     nmes[split] = evaluator_lib.face_nmes(predictions, data_scheme)
     if jax.process_index() == 0:
-      np.savez(prediction_file(workdir, split, dataset), nme=nmes[split],
+      np.savez(prediction_file(workdir, split, dataset, checkpoint), nme=nmes[split],
                **predictions._asdict())
       _sample_grid(source, predictions, nmes[split],
                    os.path.join(out_dir, f"samples_{split}.png"), data_scheme.has_pose)

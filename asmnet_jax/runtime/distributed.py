@@ -6,6 +6,10 @@ import os
 
 import jax
 
+# A peer silent this long is declared dead and every process stops with a message
+# (JAX's default is 100 s); a peer that dies mid-collective fails it at once.
+HEARTBEAT_TIMEOUT_S = 60
+
 # Variables by which JAX's cluster auto-detection (or the user) describes a job.
 _CLUSTER_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE",
                       "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
@@ -21,5 +25,18 @@ def initialize_if_available() -> bool:
   tasks = os.environ.get("SLURM_NTASKS") or os.environ.get("OMPI_COMM_WORLD_SIZE")
   if tasks == "1" and "JAX_COORDINATOR_ADDRESS" not in os.environ:
     return False
-  jax.distributed.initialize()
+  initialize()
   return True
+
+
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None,
+               heartbeat_timeout_s: int = HEARTBEAT_TIMEOUT_S) -> None:
+  """`jax.distributed.initialize` (None: auto-detected) with a bounded wait for a
+  dead peer: a process killed mid-run makes the others' next collective fail with
+  the connection error, and the coordination service then ends them, saying that
+  another task died, within `heartbeat_timeout_s` (never a silent hang).
+  """
+  jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                             heartbeat_timeout_seconds=heartbeat_timeout_s,
+                             shutdown_timeout_seconds=heartbeat_timeout_s)

@@ -1,6 +1,9 @@
 """Input-pipeline throughput: `python -m asmnet_jax.tools.input_benchmark [flags]`.
 
-Prints one JSON line per pipeline (train, eval) with images/s. The default source
+Prints one JSON line per pipeline with images/s: `train_on_device` (the host slices
+cached uint8 crops, `crop_cache`; its line also gives the augmentation's own rate
+on the default JAX device, `device_augment`, inside one jitted function), `train`
+(the host path: crop, warp and augment each image) and `eval`. The default source
 is in memory: random smooth 256 x 256 "face-like" images (a bright ellipse on a
 textured background) with a 68-point ring of landmarks, already decoded, so the
 figure measures cropping, warping, augmentation and batching only. With
@@ -14,14 +17,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from typing import Any, Sequence
+import time
+from typing import Any, Iterator, Sequence
 
 import grain
+import jax
 import numpy as np
 from absl import flags
 from PIL import Image
 
 from asmnet_jax import cli
+from asmnet_jax.data import crop_cache
+from asmnet_jax.data import crops
+from asmnet_jax.data import device_augment
 from asmnet_jax.data import pipeline as input_pipeline
 from asmnet_jax.runtime import machine
 
@@ -62,7 +70,11 @@ def _tfds_source(args: flags.FlagValues):
   return builder.as_data_source(args.split)
 
 
-PIPELINES = ("train", "eval")
+# The on-device path first: the host paths' read-ahead threads would still be busy
+# while it is timed.
+PIPELINES = ("train_on_device", "train", "eval")
+# Records cached for `train_on_device` (building the cache is not what is timed).
+CACHED_RECORDS = 512
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -82,11 +94,11 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_float("noise", 0.0, "Training noise (augment.Photometric).", flag_values=fv)
   flags.DEFINE_float("salt_pepper", 0.0, "Training salt and pepper (augment.Photometric).",
                      flag_values=fv)
-  flags.DEFINE_string("pipelines", ",".join(PIPELINES), "Comma-separated: train, eval.",
-                      flag_values=fv)
+  flags.DEFINE_string("pipelines", ",".join(PIPELINES),
+                      f"Comma-separated, of: {', '.join(PIPELINES)}.", flag_values=fv)
   flags.register_validator(
       "pipelines", lambda names: bool(names) and set(names.split(",")) <= set(PIPELINES),
-      "--pipelines takes train and/or eval, comma-separated", flag_values=fv)
+      f"--pipelines takes {', '.join(PIPELINES)}, comma-separated", flag_values=fv)
   flags.DEFINE_string("dataset", None, "TFDS name (with --data_dir).", flag_values=fv)
   flags.DEFINE_string("data_dir", None, "TFDS data directory.", flag_values=fv)
   flags.DEFINE_string("builder_dir", None, "A prepared TFDS version folder.", flag_values=fv)
@@ -96,9 +108,11 @@ def define_flags(fv: flags.FlagValues) -> None:
 def _run(args: flags.FlagValues) -> None:
   if args.dataset or args.builder_dir:
     source, source_name = _tfds_source(args), args.builder_dir or args.dataset
+    distinct = source
   else:
     # 64 records repeated (not copied) to 100,000: enough for any --num_batches.
-    source = grain.MapDataset.source(synthetic_source()).repeat()[:100_000]
+    distinct = synthetic_source()
+    source = grain.MapDataset.source(distinct).repeat()[:100_000]
     source_name = "synthetic-256"
   config = input_pipeline.InputConfig(
       image_size=args.image_size, rotation_deg=args.rotation_deg,
@@ -107,28 +121,71 @@ def _run(args: flags.FlagValues) -> None:
   common = {"source": source_name, "image_size": args.image_size,
             "batch_size": args.batch_size, "worker_count": args.worker_count,
             "num_threads": args.num_threads, **machine.machine_record()}
-  for name in args.pipelines.split(","):
+  for record in measure_pipelines(source, distinct, config, args.pipelines.split(","),
+                                  batch_size=args.batch_size, num_batches=args.num_batches):
+    print(json.dumps({"pipeline": record.pop("pipeline"), **common, **record}), flush=True)
+
+
+def measure_pipelines(source, distinct, config: input_pipeline.InputConfig,
+                      pipelines: Sequence[str], *, batch_size: int,
+                      num_batches: int) -> list[dict[str, Any]]:
+  """One record per pipeline of `PIPELINES`: its images/s and settings.
+
+  source: the records read (may repeat); distinct: its distinct records, for the
+  crop cache of `train_on_device`.
+  """
+  settings = {k: v for k, v in dataclasses.asdict(config).items()
+              if k in ("rotation_deg", "scale_range", "noise", "salt_pepper")}
+  records = []
+  for name in pipelines:
     if name == "train":
       iterator = input_pipeline.create_train_iterator(
-          source, batch_size=args.batch_size, config=config, seed=0, shard_index=0,
+          source, batch_size=batch_size, config=config, seed=0, shard_index=0,
           shard_count=1)
-      extra = {k: v for k, v in dataclasses.asdict(config).items()
-               if k in ("rotation_deg", "scale_range", "noise", "salt_pepper")}
+      extra = settings
     elif name == "eval":
       iterator = input_pipeline.create_eval_iterator(
-          source, batch_size=args.batch_size, config=config, shard_index=0, shard_count=1)
+          source, batch_size=batch_size, config=config, shard_index=0, shard_count=1)
       extra = {}
+    elif name == "train_on_device":
+      iterator, extra = _on_device(distinct, config, batch_size, num_batches)
+      extra = {**settings, **extra}
     else:
       raise ValueError(f"unknown pipeline {name!r}")
     # Evaluation is one pass: do not ask for more batches than it has.
-    available = len(source) // args.batch_size - 1 if name == "eval" else args.num_batches
-    result = input_pipeline.measure(iterator, min(args.num_batches, max(available, 1)))
+    available = len(source) // batch_size - 1 if name == "eval" else num_batches
+    result = input_pipeline.measure(iterator, min(num_batches, max(available, 1)))
     if hasattr(iterator, "close"):
       iterator.close()
-    print(json.dumps({"pipeline": name, **common, **extra,
-                      "images_per_s": round(result["images_per_s"], 1),
-                      "images": result["images"], "seconds": round(result["seconds"], 3)}),
-          flush=True)
+    records.append({"pipeline": name, **extra,
+                    "images_per_s": round(result["images_per_s"], 1),
+                    "images": result["images"], "seconds": round(result["seconds"], 3)})
+  return records
+
+
+def _on_device(source, config: input_pipeline.InputConfig, batch_size: int,
+               num_batches: int) -> tuple[Iterator[dict[str, np.ndarray]], dict]:
+  """The cached-crop batches of the first `CACHED_RECORDS` records (the host's part),
+  and the jitted augmentation's own rate on the default device."""
+  count = min(len(source), CACHED_RECORDS)
+  # As for the face builders' records, which are crops with this margin.
+  margin = crop_cache.cache_margin(config, crops.DEFAULT_MARGIN)
+  cache = crop_cache.build([source[i] for i in range(count)],
+                           crop_cache.cache_size(config, margin), margin)
+  batches = crop_cache.train_batches(cache, batch_size=min(batch_size, count), seed=0,
+                                     shard_index=0, shard_count=1)
+  augment = jax.jit(device_augment.make_augment(config, cache.landmarks.shape[1]))
+  batch = jax.device_put(next(batches))
+  key = jax.random.key(0)
+  jax.block_until_ready(augment(key, batch))  # compile.
+  start = time.perf_counter()
+  for step in range(num_batches):
+    out = augment(jax.random.fold_in(key, step), batch)
+  jax.block_until_ready(out)
+  device_rate = num_batches * len(batch["image"]) / (time.perf_counter() - start)
+  return batches, {"cache_size": int(cache.images.shape[1]),
+                   "augment_device": str(jax.devices()[0].platform),
+                   "device_augment_images_per_s": round(device_rate, 1)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

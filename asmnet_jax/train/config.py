@@ -46,7 +46,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = ml_collections.FieldReference(None, field_type=str)   # None: TFDS default.
   c.manual_dir = ml_collections.FieldReference(None, field_type=str)  # 300W / WFLW downloads.
   c.train_split = "train"
-  c.validation_split = "test"    # Picks the "best" checkpoint.
+  # Picks the "best" checkpoint: held-out training images, never a test split.
+  c.validation_split = "validation"
   c.max_train_examples = ml_collections.FieldReference(None, field_type=int)  # None: all.
 
   # Model and loss: the paper's four variants are {asmnet, mnv2} x {asm, mse}.
@@ -78,6 +79,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.rotation_deg = input_defaults.rotation_deg
   c.input.scale_range = input_defaults.scale_range
   c.input.flip_probability = input_defaults.flip_probability  # left-right mirroring.
+  c.input.occlusion_probability = input_defaults.occlusion_probability  # random erasing.
+  c.input.occlusion_size = input_defaults.occlusion_size  # its sides, fractions of S.
+  # Augment inside the jitted step from cached uint8 crops (docs/training.md).
+  c.input.augment_on_device = input_defaults.augment_on_device
+  c.input.crop_cache_dir = ml_collections.FieldReference(None, field_type=str)  # None: data_dir.
   c.input.worker_count = input_defaults.worker_count  # grain worker processes for training.
 
   # Book-keeping.
@@ -92,9 +98,12 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def paper_recipe(dataset: str, variance_kept: float,
-                 validation_split: str) -> ml_collections.ConfigDict:
+                 validation_split: str = "validation") -> ml_collections.ConfigDict:
   """The authors' recipe (METHOD.md, section 5) on a real dataset: Adam 1e-2 with
-  Keras decay, batch 50, 150 epochs at 224 px, their offline augmentation, bfloat16.
+  Keras decay, batch 50, 150 epochs at 224 px, their offline augmentation (no flip,
+  no occlusion), bfloat16; the best checkpoint picked on the builder's held-out
+  `validation` split. A GPU job: the augmentation runs on the device, inside the
+  step, so that the host keeps up (docs/training.md).
   """
   c = base_config()
   c.dataset = dataset
@@ -102,6 +111,7 @@ def paper_recipe(dataset: str, variance_kept: float,
   c.validation_split = validation_split
   c.input.rotation_deg = 31.5  # ±0.55 rad.
   c.input.scale_range = (0.8, 1.0)
+  c.input.augment_on_device = True
   c.compute_dtype = "bfloat16"
   return c
 
@@ -147,9 +157,22 @@ def validate_config(config: ml_collections.ConfigDict, check_devices: bool = Tru
     fail("dropout_rate", "must be in [0, 1)")
   if not config.pose_scale_deg > 0.0:
     fail("pose_scale_deg", "must be positive")
-  if not 0.0 <= config.input.get("flip_probability", 0.0) <= 1.0:
-    raise ValueError(f"config.input.flip_probability={config.input.flip_probability!r}: "
-                     "must be in [0, 1]")
+  # Imported here: it imports TensorFlow Datasets (a second), which workers reading
+  # this module's config need not.
+  from asmnet_jax.data import registry  # pylint: disable=g-import-not-at-top
+  # Builders whose splits depend on their data (TEST_SPLITS None) are checked by
+  # `loop.check_splits` against the built splits only.
+  if config.validation_split in (registry.builder_class(config.dataset).TEST_SPLITS or ()):
+    fail("validation_split", f"is a test split of {config.dataset}; pick the best "
+         "checkpoint on held-out training images (e.g. 'validation') and report the test "
+         "splits once, with eval.py")
+  for field in ("flip_probability", "occlusion_probability"):
+    if not 0.0 <= config.input.get(field, 0.0) <= 1.0:
+      raise ValueError(f"config.input.{field}={config.input[field]!r}: must be in [0, 1]")
+  lo, hi = config.input.get("occlusion_size", (0.1, 0.4))
+  if not 0.0 < lo <= hi <= 1.0:
+    raise ValueError(f"config.input.occlusion_size={(lo, hi)!r}: must be (lo, hi) with "
+                     "0 < lo <= hi <= 1")
   workers = config.input.worker_count
   if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
     raise ValueError(f"config.input.worker_count={workers!r}: must be 0 (in-process) "
@@ -172,8 +195,11 @@ def input_config(config: ml_collections.ConfigDict) -> pipeline.InputConfig:
       eval_margin=config.input.eval_margin,
       rotation_deg=config.input.rotation_deg,
       scale_range=tuple(config.input.scale_range),
-      # Runs stored before flips existed lack the field.
+      # Runs stored before flips (occlusion, ...) existed lack the fields.
       flip_probability=config.input.get("flip_probability", 0.0),
+      occlusion_probability=config.input.get("occlusion_probability", 0.0),
+      occlusion_size=tuple(config.input.get("occlusion_size", (0.1, 0.4))),
+      augment_on_device=config.input.get("augment_on_device", False),
       worker_count=config.input.worker_count,
       seed=config.seed)
 

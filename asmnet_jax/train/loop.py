@@ -21,6 +21,8 @@ import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
 from asmnet_jax.core import asm
+from asmnet_jax.data import crop_cache
+from asmnet_jax.data import device_augment
 from asmnet_jax.data import pipeline
 from asmnet_jax.data import registry
 from asmnet_jax.data import scheme as scheme_lib
@@ -192,14 +194,27 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, builder
   if is_main:
     _truncate_metrics(metrics_path, start_step)
 
-  train_step = make_train_step(loss_config(config, data_scheme), steps_per_epoch, mesh)
   shape_model = jax.device_put(shape_model, replicated)
   dropout_rng = jax.device_put(dropout_rng, replicated)
-  batches = pipeline.create_train_iterator(
-      train_source, batch_size=config.batch_size, config=in_config, seed=config.seed,
-      start_step=start_step)
+  if in_config.augment_on_device:
+    # uint8 crops sliced on the host, augmented inside the step.
+    cache = crop_cache.for_split(builder, config.train_split, in_config,
+                                 config.input.get("crop_cache_dir")).head(
+                                     config.max_train_examples)
+    augment = device_augment.make_augment(in_config, num_landmarks)
+    batches = crop_cache.train_batches(cache, batch_size=config.batch_size,
+                                       seed=config.seed, start_step=start_step)
+  else:
+    cache, augment = None, None
+    batches = pipeline.create_train_iterator(
+        train_source, batch_size=config.batch_size, config=in_config, seed=config.seed,
+        start_step=start_step)
+  train_step = make_train_step(loss_config(config, data_scheme), steps_per_epoch, mesh,
+                               augment)
   evaluator = evaluator_lib.Evaluator(model, config, mesh, scheme=data_scheme)
   moments_fn = precise_bn.make_batch_moments_fn(model, mesh)
+  augment_images = (jax.jit(lambda key, batch: augment(key, batch)["image"])
+                    if augment is not None else None)
 
   def refresh_batch_stats(state):
     """Precise BN statistics of the current weights (see `precise_bn`)."""
@@ -207,11 +222,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, builder
       return state
     # Its own stream (seed + 1), the same batches every time: the training stream and
     # so resumption are untouched. In-process: a worker would cost more to start.
-    stream = pipeline.create_train_iterator(
-        train_source, batch_size=config.batch_size,
-        config=dataclasses.replace(in_config, worker_count=0), seed=config.seed + 1)
-    images = (global_batch(next(stream), mesh, keys=("image",))["image"]
-              for _ in range(config.precise_bn_batches))
+    if augment is not None:
+      stream = crop_cache.train_batches(cache, batch_size=config.batch_size,
+                                        seed=config.seed + 1)
+      key = jax.random.key(config.seed + 1)
+      images = (augment_images(jax.random.fold_in(key, i), global_batch(next(stream), mesh))
+                for i in range(config.precise_bn_batches))
+    else:
+      stream = pipeline.create_train_iterator(
+          train_source, batch_size=config.batch_size,
+          config=dataclasses.replace(in_config, worker_count=0), seed=config.seed + 1)
+      images = (global_batch(next(stream), mesh, keys=("image",))["image"]
+                for _ in range(config.precise_bn_batches))
     stats = precise_bn.precise_batch_stats(
         model, {"params": state.params, "batch_stats": state.batch_stats}, images,
         moments_fn=moments_fn)

@@ -23,6 +23,8 @@ from asmnet_jax.train import state as state_lib
 
 # The mesh axis the batch is sharded over.
 DATA_AXIS = "data"
+# Folded into the step's key for the on-device augmentation (dropout uses the key).
+AUGMENT_STREAM = 1 << 20
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -32,11 +34,14 @@ def make_mesh(devices=None) -> Mesh:
 
 
 def make_train_step(config: ml_collections.ConfigDict, steps_per_epoch: int,
-                    mesh: Mesh) -> Callable:
+                    mesh: Mesh, augment: Callable | None = None) -> Callable:
   """The jitted step (state, batch, shape_model, rng) -> (state, metrics).
 
   `batch` holds `image` (B, S, S, 3), `landmarks` (B, n, 2) normalised and `pose`
   (B, 3) degrees, sharded on the mesh's `data` axis; everything else is replicated.
+  With `augment` (`device_augment.make_augment`), `batch` holds cached uint8 crops
+  instead, augmented first with the key fold_in(fold_in(rng, step), AUGMENT_STREAM):
+  a resumed run draws the same augmentation.
   α follows Eq. 10 by the epoch of the state's step.
   """
   alpha_fn = losses.alpha_schedule(steps_per_epoch, config.num_epochs)
@@ -47,6 +52,8 @@ def make_train_step(config: ml_collections.ConfigDict, steps_per_epoch: int,
   def step(state, batch, shape_model, rng):
     alpha = alpha_fn(state.step)
     dropout_rng = jax.random.fold_in(rng, state.step)
+    if augment is not None:
+      batch = augment(jax.random.fold_in(dropout_rng, AUGMENT_STREAM), batch)
     target_pose = batch["pose"] / config.pose_scale_deg
 
     def loss_fn(params):

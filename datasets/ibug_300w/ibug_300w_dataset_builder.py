@@ -55,12 +55,17 @@ Optional: <manual_dir>/pose_overrides.csv (filename,yaw,pitch,roll) with --confi
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
-  """300-W: train (afw + helen/trainset + lfpw/trainset), common, challenging, full."""
+  """300-W: train and validation (afw + helen/trainset + lfpw/trainset, split by a hash
+  of the image path), common, challenging, full."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("2.0.0")
   # The splits eval.py reports (METHOD.md, section 6).
   TEST_SPLITS = ("common", "challenging", "full")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "2.0.0": ("A `validation` split for model selection: the training images whose "
+                "path hashes below `validation_fraction` (5 %), no longer in `train`."),
+  }
   BUILDER_CONFIGS = builders.DEFAULT_CONFIGS
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
@@ -90,17 +95,26 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     manual_dir = dl_manager.manual_dir  # TFDS raises with the instructions if absent/empty.
     builders.require_layout(manual_dir, FOLDERS, _INSTRUCTIONS)
     builders.PoseLabeler.from_config(self.builder_config, manual_dir)  # fail early.
-    splits = dict(SPLITS)
+    manual_dir = os.fspath(manual_dir)
+    held_out = builders.validation_images(_training_images(manual_dir),
+                                          self.builder_config.validation_fraction)
+    folders = dict(SPLITS)
     if all(os.path.isdir(os.path.join(manual_dir, f)) for f in PRIVATE_SPLITS["private"]):
-      splits.update(PRIVATE_SPLITS)
-    return {
-        split: self._generate_examples(os.fspath(manual_dir), split, folders)
-        for split, folders in splits.items()
-    }
+      folders.update(PRIVATE_SPLITS)
+    splits = {split: self._generate_examples(manual_dir, split, split_folders)
+              for split, split_folders in folders.items()}
+    splits["train"] = self._generate_examples(manual_dir, "train", SPLITS["train"],
+                                              exclude=held_out)
+    splits[builders.VALIDATION_SPLIT] = self._generate_examples(
+        manual_dir, builders.VALIDATION_SPLIT, SPLITS["train"], only=held_out)
+    return splits
 
   def _generate_examples(
-      self, manual_dir: str, split: str, folders: tuple[str, ...]
+      self, manual_dir: str, split: str, folders: tuple[str, ...],
+      exclude: frozenset[str] = frozenset(), only: frozenset[str] | None = None
   ) -> Iterator[tuple[str, dict]]:
+    """The faces of `folders` whose image path is not in `exclude` (and is in `only`,
+    when given); a sample without an image is reported by the split without `only`."""
     config = self.builder_config
     report = builders.SkipReport(self.name, split, self.info.metadata)
     labeler = builders.PoseLabeler.from_config(config, manual_dir)
@@ -116,8 +130,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         key = f"{folder}/{name}"
         try:
           image_name = _find_image(name, images)
-          annotated.add(image_name)
-          filename = f"{folder}/{image_name}"
+        except builders.MalformedSample as e:
+          if only is None:
+            report.skip(key, str(e))
+          continue
+        annotated.add(image_name)
+        filename = f"{folder}/{image_name}"
+        if filename in exclude or (only is not None and filename not in only):
+          continue
+        try:
           points = builders.parse_pts(os.path.join(directory, name))
           points = builders.check_landmarks(points - 1.0, NUM_LANDMARKS)  # 1-based.
           image = load(os.path.join(directory, image_name))
@@ -127,14 +148,36 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           report.skip(key, str(e).replace(manual_dir + os.sep, ""))
           continue
         yield key, example
-      for image_name in sorted(set(images.values()) - annotated):
-        report.skip(f"{folder}/{image_name}", "no .pts annotation beside it")
+      if only is None:  # the validation split's folders are train's: reported there.
+        for image_name in sorted(set(images.values()) - annotated):
+          report.skip(f"{folder}/{image_name}", "no .pts annotation beside it")
     labeler.report_into(report)
     report.finish()
 
 
 # AFW stores several faces of one image as <id>_1.pts, <id>_2.pts beside <id>.jpg.
 _FACE_SUFFIX = re.compile(r"^(.*)_\d+$")
+
+
+def _training_images(manual_dir: str) -> list[str]:
+  """The image paths of the training folders' well-formed faces (a parsable `.pts`
+  of 68 finite points beside an image file): those a validation image can hold."""
+  filenames = []
+  for folder in SPLITS["train"]:
+    directory = os.path.join(manual_dir, folder)
+    names = sorted(os.listdir(directory))
+    images = _image_index(names)
+    for name in names:
+      if name.lower().endswith(".pts"):
+        try:
+          image_name = _find_image(name, images)
+          points = builders.parse_pts(os.path.join(directory, name))
+          builders.check_landmarks(points, NUM_LANDMARKS)
+        except builders.MalformedSample:
+          continue  # reported by the train split.
+        if os.path.isfile(os.path.join(directory, image_name)):
+          filenames.append(f"{folder}/{image_name}")
+  return filenames
 
 
 def _image_index(names: list[str]) -> dict[str, str]:

@@ -15,7 +15,8 @@ from asmnet_jax.data import crops as face_crop
 from asmnet_jax_datasets.ibug_300w import ibug_300w_dataset_builder as ibug
 
 DUMMY = os.path.join(os.path.dirname(__file__), "dummy_data")
-SPLIT_SIZES = {"train": 7, "common": 4, "challenging": 2, "full": 6}
+# The 7 well-formed training faces: 1 image (lfpw/trainset/l1.png) held out.
+SPLIT_SIZES = {"train": 6, "validation": 1, "common": 4, "challenging": 2, "full": 6}
 SKIPPED = {
     "train": ["helen/trainset/h3_1.pts", "lfpw/trainset/l3.pts"],
     "common": ["helen/testset/t3_1.pts", "lfpw/testset/u3.pts"],
@@ -93,6 +94,17 @@ def test_landmarks_map_back_to_the_original_and_lie_in_the_crop(built):
       assert (r["landmarks"] >= 0).all() and (r["landmarks"] <= size - 1).all()
   assert seen == {s for s, spec in POSES.items()
                   if not any(s + ".pts" in names for names in SKIPPED.values())}
+
+
+def test_validation_holds_out_whole_training_images(built):
+  builder, _ = built
+  train = [r["filename"].decode() for r in _records(builder, "train")]
+  validation = [r["filename"].decode() for r in _records(builder, "validation")]
+  assert validation == ["lfpw/trainset/l1.png"]
+  assert not set(train) & set(validation)
+  assert set(train) | set(validation) == set(builders.validation_images(
+      set(train) | set(validation), 0.99))
+  assert ibug.Builder.VERSION.major == 2
 
 
 def test_pose_is_the_fixture_pose(built):
@@ -178,7 +190,9 @@ def test_pose_overrides(tmp_path):
   assert poses["lfpw/testset/u1"] == [-7.5, 8, 9]
   np.testing.assert_allclose(poses["lfpw/testset/u2"], POSES["lfpw/testset/u2"][3:6], atol=0.2)
   (train,) = [t for t in reports if t.startswith("ibug_300w/train:")]
-  assert "5 face(s) missing from" in train and "fitted poses" in train
+  assert "4 face(s) missing from" in train and "fitted poses" in train
+  (validation,) = [t for t in reports if t.startswith("ibug_300w/validation:")]
+  assert "1 face(s) missing from" in validation and "lfpw/trainset/l1.pts" in validation
 
 
 def test_override_config_without_csv(tmp_path):

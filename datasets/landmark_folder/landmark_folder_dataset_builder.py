@@ -63,6 +63,9 @@ class FolderConfig(builders.FaceBuilderConfig):
   test_fraction: float = DEFAULT_TEST_FRACTION
   validation_fraction: float = 0.0
 
+  def _check_validation_fraction(self) -> None:
+    """A share of all images here, 0 allowed: checked with test_fraction when read."""
+
 
 @dataclasses.dataclass
 class _Survey:

@@ -79,14 +79,38 @@ def parse_line(text: str, line: int) -> Annotation:
   )
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
-  """WFLW: train, test, and the test subsets largepose ... blur."""
+def _training_images(manual_dir: str) -> list[str]:
+  """The image paths (`WFLW_images/...`) of the training list's well-formed faces
+  (a parsable line of finite points naming an existing file)."""
+  # Undecodable lines are reported by the train split.
+  lines = builders.read_text_lines(os.path.join(manual_dir, LIST_FILES["train"]),
+                                   builders.SkipReport("", ""))
+  filenames = []
+  for line_no, text in lines:
+    if text.strip():
+      try:
+        ann = parse_line(text, line_no)
+        builders.check_landmarks(ann.landmarks, NUM_LANDMARKS)
+      except builders.MalformedSample:
+        continue  # reported by the train split.
+      if os.path.isfile(os.path.join(manual_dir, IMAGE_DIR, ann.image)):
+        filenames.append(f"{IMAGE_DIR}/{ann.image}")
+  return filenames
 
-  VERSION = tfds.core.Version("1.0.0")
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """WFLW: train and validation (the training list, split by a hash of the image
+  path), test, and the test subsets largepose ... blur."""
+
+  VERSION = tfds.core.Version("2.0.0")
   # The splits eval.py reports (METHOD.md, section 6).
   TEST_SPLITS = ("test", "largepose", "expression", "illumination", "makeup", "occlusion",
                  "blur")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "2.0.0": ("A `validation` split for model selection: the training images whose "
+                "path hashes below `validation_fraction` (5 %), no longer in `train`."),
+  }
   BUILDER_CONFIGS = builders.DEFAULT_CONFIGS
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
@@ -120,25 +144,35 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         manual_dir, [*LIST_FILES.values(), IMAGE_DIR], _INSTRUCTIONS)
     builders.PoseLabeler.from_config(self.builder_config, manual_dir)  # fail early.
     manual_dir = os.fspath(manual_dir)
-    splits = {name: self._generate_examples(manual_dir, name, name, None)
-              for name in LIST_FILES}
+    held_out = builders.validation_images(_training_images(manual_dir),
+                                          self.builder_config.validation_fraction)
+    splits = {"train": self._generate_examples(manual_dir, "train", "train", None,
+                                               exclude=held_out),
+              builders.VALIDATION_SPLIT: self._generate_examples(
+                  manual_dir, builders.VALIDATION_SPLIT, "train", None, only=held_out),
+              "test": self._generate_examples(manual_dir, "test", "test", None)}
     for name, index in SUBSETS.items():
       splits[name] = self._generate_examples(manual_dir, name, "test", index)
     return splits
 
   def _generate_examples(
-      self, manual_dir: str, split: str, list_split: str, attribute: int | None
+      self, manual_dir: str, split: str, list_split: str, attribute: int | None,
+      exclude: frozenset[str] = frozenset(), only: frozenset[str] | None = None
   ) -> Iterator[tuple[int, dict]]:
-    """Faces of `list_split`'s list file (those with flag `attribute` set, if given).
+    """Faces of `list_split`'s list file (those with flag `attribute` set, if given)
+    whose image path is not in `exclude` (and is in `only`, when given).
 
     Keys are the 1-based line numbers: unique even when an image holds several faces.
+    A line that does not parse is reported by the split without `only`.
     """
     config = self.builder_config
     report = builders.SkipReport(self.name, split, self.info.metadata)
     labeler = builders.PoseLabeler.from_config(config, manual_dir)
     load = functools.lru_cache(maxsize=8)(load_rgb_image)  # faces of one image.
     list_file = LIST_FILES[list_split]
-    lines = builders.read_text_lines(os.path.join(manual_dir, list_file), report)
+    # The validation split reads train's list: its undecodable lines are train's to report.
+    lines = builders.read_text_lines(os.path.join(manual_dir, list_file),
+                                     report if only is None else builders.SkipReport("", ""))
     for line_no, text in lines:
       if not text.strip():
         continue
@@ -146,11 +180,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       try:
         ann = parse_line(text, line_no)
       except builders.MalformedSample as e:
-        report.skip(where, str(e))
+        if only is None:
+          report.skip(where, str(e))
         continue
       if attribute is not None and not ann.attributes[attribute]:
         continue
       filename = f"{IMAGE_DIR}/{ann.image}"
+      if filename in exclude or (only is not None and filename not in only):
+        continue
       try:
         points = builders.check_landmarks(ann.landmarks, NUM_LANDMARKS)
         image = load(os.path.join(manual_dir, IMAGE_DIR, ann.image))

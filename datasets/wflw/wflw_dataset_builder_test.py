@@ -17,8 +17,9 @@ from asmnet_jax.data import crops
 from asmnet_jax_datasets.wflw import wflw_dataset_builder as wflw
 
 DUMMY = os.path.join(os.path.dirname(__file__), "dummy_data")
-SPLIT_SIZES = {"train": 3, "test": 3, "largepose": 1, "expression": 1, "illumination": 1,
-               "makeup": 1, "occlusion": 2, "blur": 2}
+# The 3 well-formed training faces: 1 image (1--Handshaking/...) held out.
+SPLIT_SIZES = {"train": 2, "validation": 1, "test": 3, "largepose": 1, "expression": 1,
+               "illumination": 1, "makeup": 1, "occlusion": 2, "blur": 2}
 TRAIN_LIST = "list_98pt_rect_attr_train.txt"
 TEST_LIST = "list_98pt_rect_attr_test.txt"
 SKIPPED = {
@@ -94,12 +95,27 @@ def test_splits_shapes_dtypes(built):
       assert r["attributes"].shape == (6,) and r["attributes"].dtype == np.bool_
 
 
+def _list_records(builder, list_split: str) -> list[dict]:
+  """The records of a list file's faces: the training list's are train + validation."""
+  if list_split == "train":
+    return _records(builder, "train") + _records(builder, "validation")
+  return _records(builder, list_split)
+
+
+def test_validation_holds_out_whole_training_images(built):
+  builder, _ = built
+  train = {r["filename"].decode() for r in _records(builder, "train")}
+  validation = {r["filename"].decode() for r in _records(builder, "validation")}
+  assert validation == {"WFLW_images/1--Handshaking/1_Handshaking_Handshaking_1_94.jpg"}
+  assert not train & validation
+
+
 def test_landmarks_attributes_and_subsets(built):
   builder, _ = built
   for split in ("train", "test"):
-    matched = sorted(_match(r, split) for r in _records(builder, split))
+    matched = sorted(_match(r, split) for r in _list_records(builder, split))
     assert matched == [0, 1, 2]  # the malformed lines come last in both lists.
-    for r in _records(builder, split):
+    for r in _list_records(builder, split):
       size = r["image"].shape[0]
       np.testing.assert_array_equal(r["crop_box"][2:] - r["crop_box"][:2], [size, size])
       assert (r["landmarks"] >= 0).all() and (r["landmarks"] <= size - 1).all()
@@ -115,7 +131,7 @@ def test_pose_is_the_fixture_pose(built):
   builder, _ = built
   faces = {split: [f for f in FIXTURE.FACES if f[0] == split] for split in ("train", "test")}
   for split in ("train", "test"):
-    for r in _records(builder, split):
+    for r in _list_records(builder, split):
       face = faces[split][_match(r, split)]
       np.testing.assert_allclose(r["pose"], face[2:5], atol=0.2)
 
@@ -123,7 +139,7 @@ def test_pose_is_the_fixture_pose(built):
 def test_rgb_conversion(tmp_path):
   config = builders.FaceBuilderConfig(name="png", image_format="png")
   builder, _ = _build(tmp_path, config)
-  records = _records(builder, "train") + _records(builder, "test")
+  records = _list_records(builder, "train") + _records(builder, "test")
   for name, mode in [("1--Handshaking/1_Handshaking_Handshaking_1_94.jpg", "L"),
                      ("3--Riot/3_Riot_Riot_3_123.png", "RGBA")]:
     (r,) = [r for r in records if r["filename"].decode() == f"WFLW_images/{name}"]
@@ -183,10 +199,10 @@ def test_cli_with_pose_overrides(tmp_path, capsys):
                              "--config", "override", "--pose_overrides", str(csv_path)])
   assert rc == 0
   out = capsys.readouterr().out
-  assert "wflw/override_hopenet_labels train: 3 examples" in out
+  assert "wflw/override_hopenet_labels train: 2 examples" in out
   # A custom config is read back from its directory (no builder code needed).
-  builder = tfds.builder_from_directory(str(tmp_path / "d/wflw/override_hopenet_labels/1.0.0"))
-  poses = {_match(r, "train"): r["pose"].tolist() for r in _records(builder, "train")}
+  builder = tfds.builder_from_directory(str(tmp_path / "d/wflw/override_hopenet_labels/2.0.0"))
+  poses = {_match(r, "train"): r["pose"].tolist() for r in _list_records(builder, "train")}
   assert poses[0] == [4, 5, 6] and poses[1] == [1, 2, 3]
   np.testing.assert_allclose(poses[2], FIXTURE.FACES[2][2:5], atol=0.2)
 
