@@ -1,4 +1,5 @@
-"""Untrained networks and work directories, for tests, benchmarks and trying the tools.
+"""Untrained networks and work directories, for tests, benchmarks and trying the tools;
+the builders' dummy-data scripts as modules.
 
 `model.init` compiles the whole network (10-30 s on two busy cores); these draw
 variables of the same shapes with NumPy after `jax.eval_shape`, which only traces.
@@ -7,7 +8,9 @@ variables of the same shapes with NumPy after `jax.eval_shape`, which only trace
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import types
 from typing import Any
 
 import flax.linen as nn
@@ -202,3 +205,15 @@ def write_landmark_folder(root: str, num_points: int, split_sizes: dict[str, int
     with open(os.path.join(root, "dataset.json"), "w") as f:
       json.dump(FOLDER_SCHEMES[num_points], f)
   return written
+
+
+def dummy_data_module(builder_test_file: str) -> types.ModuleType:
+  """`dummy_data/make_dummy_data.py` beside a builder test, imported from its path
+  (the dummy_data folders are no packages, as in TFDS's own builders)."""
+  folder = os.path.dirname(os.path.abspath(builder_test_file))
+  name = os.path.splitext(os.path.basename(builder_test_file))[0] + "_dummy_data"
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(folder, "dummy_data", "make_dummy_data.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

@@ -189,22 +189,30 @@ def read_landmarks_json(path: str) -> Annotations:
     if not isinstance(file, str) or not file:
       skipped.append({"file": where, "reason": f"{where}: no 'file' name", "faces": 1})
       continue
-    try:
-      if "landmarks" not in entry:
-        raise builders.MalformedSample("no 'landmarks'")
-      points = checked_points(entry["landmarks"])
-    except builders.MalformedSample as e:
-      skipped.append({"file": file, "reason": f"{where} ({file}): {e}", "faces": 1})
-      continue
-    first = _duplicate_of(seen, file, points, f"faces[{i}]")
-    if first is not None:
-      skipped.append({"file": file, "faces": 1,
-                      "reason": f"{where} ({file}): duplicate of {first}"})
-      continue
-    image_path = os.path.join(folder, file)
-    photos.setdefault(image_path, Photo(image_path, file, [])).add(
-        points, f"{os.path.basename(path)}: faces[{i}]")
+    _add_face(photos, skipped, seen, folder, file, entry.get("landmarks"), where,
+              f"faces[{i}]", f"{os.path.basename(path)}: faces[{i}]")
   return Annotations("json", list(photos.values()), skipped)
+
+
+def _add_face(photos: dict[str, Photo], skipped: list[dict[str, Any]], seen: dict,
+              folder: str, file: str, points: Any, where: str, key: str,
+              label: str) -> None:
+  """Adds one listed face of `file` (in `folder`) to `photos`, or records in
+  `skipped` why not: missing or bad points, or a duplicate of an earlier face."""
+  try:
+    if points is None:
+      raise builders.MalformedSample("no 'landmarks'")
+    points = checked_points(points)
+  except builders.MalformedSample as e:
+    skipped.append({"file": file, "faces": 1, "reason": f"{where} ({file}): {e}"})
+    return
+  first = _duplicate_of(seen, file, points, key)
+  if first is not None:
+    skipped.append({"file": file, "faces": 1,
+                    "reason": f"{where} ({file}): duplicate of {first}"})
+    return
+  image_path = os.path.join(folder, file)
+  photos.setdefault(image_path, Photo(image_path, file, [])).add(points, label)
 
 
 def _is_number(text: str) -> bool:
@@ -258,18 +266,9 @@ def read_landmarks_csv(path: str) -> Annotations:
                 f"{len(row) - 1} coordinates, an odd number (expected x0,y0,x1,y1,...)")
       skipped.append({"file": file or where, "faces": 1, "reason": f"{where}: {reason}"})
       continue
-    try:
-      points = checked_points(np.asarray([float(c) for c in row[1:]]).reshape(-1, 2))
-    except builders.MalformedSample as e:
-      skipped.append({"file": file, "faces": 1, "reason": f"{where} ({file}): {e}"})
-      continue
-    first = _duplicate_of(seen, file, points, f"line {line}")
-    if first is not None:
-      skipped.append({"file": file, "faces": 1,
-                      "reason": f"{where} ({file}): duplicate of {first}"})
-      continue
-    image_path = os.path.join(folder, file)
-    photos.setdefault(image_path, Photo(image_path, file, [])).add(points, f"{base}:{line}")
+    _add_face(photos, skipped, seen, folder, file,
+              np.asarray([float(c) for c in row[1:]]).reshape(-1, 2), where,
+              f"line {line}", f"{base}:{line}")
   return Annotations("csv", list(photos.values()), skipped)
 
 

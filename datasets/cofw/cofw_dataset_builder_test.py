@@ -3,7 +3,6 @@ scores occluded and visible points."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 
@@ -12,6 +11,7 @@ import pytest
 
 pytest.importorskip("h5py")  # the optional extra `cofw` (in `test` too).
 
+from asmnet_jax import testing  # noqa: E402
 from asmnet_jax.core import mirror  # noqa: E402
 from asmnet_jax.data import builders, scheme  # noqa: E402
 from asmnet_jax.evaluate import evaluator as evaluator_lib  # noqa: E402
@@ -20,15 +20,8 @@ from asmnet_jax_datasets.cofw import cofw_dataset_builder as cofw  # noqa: E402
 DUMMY = os.path.join(os.path.dirname(__file__), "dummy_data")
 
 
-def _fixture_module():
-  spec = importlib.util.spec_from_file_location(
-      "cofw_dummy", os.path.join(DUMMY, "make_dummy_data.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
-
-FIXTURE = _fixture_module()
+FIXTURE = testing.dummy_data_module(__file__)
 
 
 def _records(builder, split):
@@ -63,7 +56,6 @@ def test_faces_flags_and_scheme(built):
   assert (declared.eye_corners, declared.pose_source) == ((8, 9), "absent")
   # The mirror map renumbers a flipped face like the 68-point map does (an
   # independent, tested map): flip 68 points, then take the 29.
-  from asmnet_jax import testing  # pylint: disable=g-import-not-at-top
   face68 = testing.drawn_face_points(68, 10.0, 0.0, 5.0, 14.0, (30, 28))
   flipped68 = mirror.flip_pixel_landmarks(face68, mirror.builtin_permutation(68), 60)
   flipped29 = mirror.flip_pixel_landmarks(testing.subset_of_68(face68, 29),
@@ -115,7 +107,6 @@ def test_bad_files(tmp_path):
 def write_cofw68(manual_dir, faces=(0, 1)) -> dict[int, np.ndarray]:
   """COFW68/<k>.pts (1-based k, 1-based coordinates) for test faces `faces`: the 68
   points of the mean face at each face's fixture pose. Returns {k: points 0-based}."""
-  from asmnet_jax import testing  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.join(manual_dir, cofw.COFW68_DIR), exist_ok=True)
   written = {}
   for k in faces:

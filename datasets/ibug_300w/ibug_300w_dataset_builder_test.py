@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from asmnet_jax import testing
 from asmnet_jax.data import builders
 from asmnet_jax.data import crops as face_crop
 from asmnet_jax_datasets.ibug_300w import ibug_300w_dataset_builder as ibug
@@ -25,15 +25,8 @@ SKIPPED = {
 }
 
 
-def _fixture_module():
-  spec = importlib.util.spec_from_file_location(
-      "ibug_dummy", os.path.join(DUMMY, "make_dummy_data.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
-
-POSES = _fixture_module().POSES
+POSES = testing.dummy_data_module(__file__).POSES
 
 
 def _build(data_dir, config=None, manual_dir=DUMMY):

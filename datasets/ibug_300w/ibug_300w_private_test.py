@@ -3,29 +3,22 @@ ibug_300w, built from the dummy_data fixture plus two private faces written here
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 
 import numpy as np
 from PIL import Image
 
+from asmnet_jax import testing
 from asmnet_jax.data import builders
 from asmnet_jax_datasets.ibug_300w import ibug_300w_dataset_builder as ibug
 
 DUMMY = os.path.join(os.path.dirname(__file__), "dummy_data")
 
 
-def _fixture_module():
-  spec = importlib.util.spec_from_file_location(
-      "ibug_dummy_private", os.path.join(DUMMY, "make_dummy_data.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
 
 def test_private_splits_when_their_folders_are_present(tmp_path):
-  fixture = _fixture_module()
+  fixture = testing.dummy_data_module(__file__)
   manual = tmp_path / "300W_download"
   shutil.copytree(DUMMY, manual)
   faces = {"300W/01_Indoor/indoor_001": (15.0, 0.0, 5.0),

@@ -4,7 +4,6 @@ each annotation format, and checks the refusals of bad folders (no TensorFlow)."
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -19,15 +18,8 @@ from asmnet_jax_datasets.landmark_folder import landmark_folder_dataset_builder 
 DUMMY = os.path.join(os.path.dirname(__file__), "dummy_data")
 
 
-def _fixture_module():
-  spec = importlib.util.spec_from_file_location(
-      "folder_dummy", os.path.join(DUMMY, "make_dummy_data.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
-
-FIXTURE = _fixture_module()
+FIXTURE = testing.dummy_data_module(__file__)
 
 
 def _build(data_dir, manual_dir):

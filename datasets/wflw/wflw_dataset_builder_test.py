@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 
@@ -11,6 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from asmnet_jax import testing
 from asmnet_jax.data import build
 from asmnet_jax.data import builders
 from asmnet_jax.data import crops
@@ -29,15 +29,8 @@ SKIPPED = {
 }
 
 
-def _fixture_module():
-  spec = importlib.util.spec_from_file_location(
-      "wflw_dummy", os.path.join(DUMMY, "make_dummy_data.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
-
-FIXTURE = _fixture_module()
+FIXTURE = testing.dummy_data_module(__file__)
 
 
 def _annotations(split: str) -> list[tuple[np.ndarray, np.ndarray, str]]:
