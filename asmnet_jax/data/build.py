@@ -123,7 +123,7 @@ def _run(fv: flags.FlagValues, args: list[str]) -> None:
           f"; pose {declared.pose_source}")
     data_dir = f" --config.data_dir={fv.data_dir}" if fv.data_dir else ""
     print(f"train with: python train.py --workdir DIR --config.dataset={args[0]} "
-          f"--config.manual_dir={fv.manual_dir}{data_dir} --config.validation_split=test")
+          f"--config.manual_dir={fv.manual_dir}{data_dir}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

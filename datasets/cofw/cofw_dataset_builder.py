@@ -5,7 +5,7 @@ files. See README.md in this folder for the layout, splits and options.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -121,9 +121,11 @@ def parse_shape(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class Builder(tfds.core.GeneratorBasedBuilder):
   """COFW: train (1,345 faces) and test (507), 29 points with occlusion flags."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
   TEST_SPLITS = ("test",)
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  RELEASE_NOTES = {"1.0.0": "Initial release.",
+                   "1.1.0": "A `validation` split: the training faces with the smallest "
+                             "SHA-256 of their key (`validation_fraction`, 5 %)."}
   BUILDER_CONFIGS = [
       builders.FaceBuilderConfig(
           name="default", description="29 points; no pose labels (zeros)."),
@@ -175,7 +177,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       return {"test": self._generate_cofw68(os.fspath(manual_dir))}
     builders.require_layout(manual_dir, [f[0] for f in FILES.values()], _INSTRUCTIONS)
     _h5py()  # fail early without it.
-    return {split: self._generate_examples(os.fspath(manual_dir), split) for split in FILES}
+    manual_dir = os.fspath(manual_dir)
+    name, images_key, shapes_key, boxes_key = FILES["train"]
+    f, refs, _, _ = read_mat(os.path.join(manual_dir, name), images_key, shapes_key,
+                             boxes_key)
+    f.close()
+    count = len(refs)
+    # The checkpoint is picked on training faces held out by a hash of their key.
+    held_out = builders.validation_images(
+        [f"{name}#{i + 1}" for i in range(count)], self.builder_config.validation_fraction)
+    return {
+        "train": self._generate_examples(manual_dir, "train", lambda k: k not in held_out),
+        "validation": self._generate_examples(manual_dir, "train", held_out.__contains__,
+                                              report_as="validation"),
+        "test": self._generate_examples(manual_dir, "test"),
+    }
 
   def _generate_cofw68(self, manual_dir: str) -> Iterator[tuple[str, dict]]:
     """Test faces with their COFW68/<k>.pts; faces without one are skipped and counted."""
@@ -201,16 +217,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         yield key, example
     report.finish()
 
-  def _generate_examples(self, manual_dir: str, split: str) -> Iterator[tuple[str, dict]]:
-    """Faces in file order; keys and file names `<file>#<1-based index>`."""
+  def _generate_examples(self, manual_dir: str, split: str,
+                         keep: Callable[[str], bool] = lambda key: True,
+                         report_as: str | None = None) -> Iterator[tuple[str, dict]]:
+    """The faces of `split`'s file whose key `keep`s, in file order; keys and file
+    names `<file>#<1-based index>`."""
     config = self.builder_config
-    report = builders.SkipReport(self.name, split)
+    report = builders.SkipReport(self.name, report_as or split)
     name, images_key, shapes_key, boxes_key = FILES[split]
     f, refs, shapes, _ = read_mat(os.path.join(manual_dir, name), images_key, shapes_key,
                                   boxes_key)
     with f:
       for i, (ref, row) in enumerate(zip(refs, shapes)):
         key = f"{name}#{i + 1}"
+        if not keep(key):
+          continue
         try:
           points, occluded = parse_shape(row)
           image = decode_image(f, ref)

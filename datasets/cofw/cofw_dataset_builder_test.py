@@ -3,6 +3,7 @@ scores occluded and visible points."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 
@@ -38,19 +39,27 @@ def built(tmp_path_factory):
 
 def test_faces_flags_and_scheme(built):
   builder, _ = built
-  assert {s: builder.info.splits[s].num_examples for s in ("train", "test")} == {
-      "train": 3, "test": 2}
-  for split, kept in (("train", (0, 1, 2)), ("test", (0, 1))):
+  # Validation: the ceil(5 %) of the training faces with the smallest SHA-256 of their key.
+  names = [f"{cofw.FILES['train'][0]}#{k + 1}" for k in range(len(FIXTURE.FACES["train"]))]
+  held = names.index(min(names, key=lambda name: hashlib.sha256(name.encode()).digest()))
+  well_formed = (0, 1, 2)  # the fixture's last training face is malformed (skipped).
+  kept_by_split = {"train": tuple(k for k in well_formed if k != held),
+                   "validation": (held,), "test": (0, 1)}
+  assert {s: builder.info.splits[s].num_examples for s in kept_by_split} == {
+      s: len(kept) for s, kept in kept_by_split.items()}
+  for split, kept in kept_by_split.items():
     records = _records(builder, split)
+    source = "train" if split == "validation" else split
     assert [r["filename"].decode() for r in records] == [
-        f"{cofw.FILES[split][0]}#{k + 1}" for k in kept]
+        f"{cofw.FILES[source][0]}#{k + 1}" for k in kept]
     for r, k in zip(records, kept):
-      points, occluded = FIXTURE.face(split, k)
+      points, occluded = FIXTURE.face(source, k)
       np.testing.assert_allclose(r["landmarks"] + r["crop_box"][:2], points, atol=2e-3)
       np.testing.assert_array_equal(r["occluded"], occluded)
       assert r["image"].shape[2] == 3 and r["landmarks"].shape == (29, 2)
       np.testing.assert_array_equal(r["pose"], np.zeros(3))
-  grey = _records(builder, "train")[1]["image"]
+  grey, = [r["image"] for s in ("train", "validation") for r in _records(builder, s)
+           if r["filename"].decode().endswith("#2")]  # the fixture's grey image.
   assert (grey[..., 0] == grey[..., 2]).all()
   declared = scheme.scheme_of(builder)
   assert (declared.eye_corners, declared.pose_source) == ((8, 9), "absent")

@@ -27,6 +27,8 @@ from asmnet_jax.data.images import ImageLoadError, load_rgb_image
 
 TRAIN = "train"
 DEFAULT_TEST_FRACTION = 0.2
+# Held out of training for picking checkpoints, so that the test split stays unseen.
+DEFAULT_VALIDATION_FRACTION = 0.1
 _SPLIT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 _INSTRUCTIONS = """\
@@ -61,7 +63,7 @@ class FolderConfig(builders.FaceBuilderConfig):
   scheme: scheme_lib.LandmarkScheme | None = None
   split_folders: tuple[str, ...] = ()
   test_fraction: float = DEFAULT_TEST_FRACTION
-  validation_fraction: float = 0.0
+  validation_fraction: float = DEFAULT_VALIDATION_FRACTION
 
   def _check_validation_fraction(self) -> None:
     """A share of all images here, 0 allowed: checked with test_fraction when read."""
@@ -207,7 +209,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     scheme = scheme_lib.scheme_from_declarations(survey.declared, num_points, pose_source,
                                                  where)
     test = _fraction(survey.declared, "test_fraction", DEFAULT_TEST_FRACTION, where)
-    validation = _fraction(survey.declared, "validation_fraction", 0.0, where)
+    validation = _fraction(survey.declared, "validation_fraction", DEFAULT_VALIDATION_FRACTION,
+                           where)
     if test + validation >= 1.0:
       raise ValueError(f"{where}: test_fraction + validation_fraction must stay below 1")
     stem = re.sub(r"[^A-Za-z0-9_]+", "_", os.path.basename(folder)).strip("_") or "folder"
@@ -250,13 +253,20 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     else:
       part = survey.parts[""]
       assignments = {TRAIN: []}
-      for split, share in (("test", config.test_fraction),
-                           ("validation", config.validation_fraction)):
-        if share:
-          assignments[split] = []
-      skipped = {split: [] for split in assignments}
+      if config.test_fraction:
+        assignments["test"] = []
       for photo in part.photos:
         assignments[self._hash_split(photo.name)].append((part, photo))
+      train = assignments[TRAIN]
+      if config.validation_fraction and len(train) > 1:
+        # Ranked, not thresholded, so that a small folder still gets one (and keeps one
+        # training image).
+        held = builders.validation_images([photo.name for _, photo in train],
+                                          config.validation_fraction)
+        held = set(sorted(held)[:len(train) - 1])
+        assignments["validation"] = [item for item in train if item[1].name in held]
+        assignments[TRAIN] = [item for item in train if item[1].name not in held]
+      skipped = {split: [] for split in assignments}
       for entry in part.skipped:
         skipped[self._hash_split(entry["file"])].append(entry)
       for split, items in assignments.items():
@@ -269,13 +279,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             for split, items in assignments.items()}
 
   def _hash_split(self, name: str) -> str:
-    config = self.builder_config
-    draw = hash_fraction(name)
-    if draw < config.test_fraction:
-      return "test"
-    if draw < config.test_fraction + config.validation_fraction:
-      return "validation"
-    return TRAIN
+    """`test` or `train` by the hash of an image's name (validation comes out of train)."""
+    return "test" if hash_fraction(name) < self.builder_config.test_fraction else TRAIN
 
   def _generate_examples(
       self, split: str, items: Sequence[tuple[annotations_lib.Annotations, Any]],

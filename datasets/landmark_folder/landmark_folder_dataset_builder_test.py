@@ -4,6 +4,7 @@ each annotation format, and checks the refusals of bad folders (no TensorFlow)."
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import os
 import shutil
@@ -95,9 +96,13 @@ def test_hash_splits_json_several_faces_and_names(tmp_path):
            for name in faces}
   expected_test = sorted(n for n, d in draws.items() if d < 0.2)
   assert 0 < len(expected_test) < 12  # the fixture exercises both splits.
-  got = {split: builders.read_split(builder, split) for split in ("train", "test")}
+  rest = [n for n in faces if n not in expected_test]
+  ranked = sorted(rest, key=lambda n: hashlib.sha256(n.encode()).digest())
+  expected_validation = sorted(ranked[:math.ceil(0.1 * len(rest))])
+  got = {split: builders.read_split(builder, split) for split in ("train", "test", "validation")}
   assert sorted({r["filename"].decode() for r in got["test"]}) == expected_test
-  assert len(got["train"]) + len(got["test"]) == 24  # two faces an image, both kept.
+  assert sorted({r["filename"].decode() for r in got["validation"]}) == expected_validation
+  assert sum(len(records) for records in got.values()) == 24  # two faces an image, all kept.
   declared = scheme.scheme_of(builder)
   assert (declared.normalizer, declared.eye_corners, declared.mirror_map) == (
       "box_diagonal", None, None)
