@@ -511,17 +511,24 @@ def define_flags(fv: flags.FlagValues) -> None:
                     "Crop faces from their ground-truth landmark boxes, or find them with "
                     "the predictor's face detector.", flag_values=fv)
   flags.DEFINE_string("out", "photo_scores", "Output directory.", flag_values=fv)
-  flags.DEFINE_integer("refine_passes", 1, "Re-crops around the predicted landmarks.",
-                       lower_bound=0, flag_values=fv)
-  flags.DEFINE_boolean("flip_test", False, "Average each face's prediction with that of "
-                       "its mirror image (twice the network time).", flag_values=fv)
+  flags.DEFINE_integer("refine_passes", None, "Re-crops around the predicted landmarks "
+                       "(default: 0 with --boxes landmarks, whose crop already is the "
+                       "evaluation crop; 1 with detector boxes).", lower_bound=0,
+                       flag_values=fv)
+  flags.DEFINE_boolean("flip_test", True, "Average each face's prediction with that of "
+                       "its mirror image, as predict.py does (twice the network time; "
+                       "--noflip_test for one pass).", flag_values=fv)
   flags.DEFINE_boolean("draw", True, "Write one drawing per image.", flag_values=fv)
 
 
 def _predictor(fv: flags.FlagValues) -> Any:
   """The Predictor the flags name (imported here: --help needs no JAX)."""
   from asmnet_jax.inference import predictor as inference  # pylint: disable=g-import-not-at-top
-  kwargs = {"refine_passes": fv.refine_passes, "flip_test": fv.flip_test}
+  refine_passes = fv.refine_passes
+  if refine_passes is None:
+    # Re-cropping a true landmark box around predicted landmarks only adds their error.
+    refine_passes = 0 if fv.boxes == "landmarks" else 1
+  kwargs = {"refine_passes": refine_passes, "flip_test": fv.flip_test}
   with cli.reported(FileNotFoundError, ValueError):  # not a work directory / step dir.
     if fv.workdir:
       if fv.checkpoint not in ("best", "latest"):
