@@ -6,6 +6,8 @@ import os
 import platform
 from typing import Any
 
+import jax
+
 
 def cpu_description() -> str:
   """The CPU, e.g. "AMD EPYC (family 26, model 2)".
@@ -30,17 +32,13 @@ def cpu_description() -> str:
   return name
 
 
-def host_record() -> dict[str, Any]:
-  """cpu, cpu_count and load_avg_1min (other work on the machine slows wall times)."""
+def machine_record() -> dict[str, Any]:
+  """cpu, cpu_count, load_avg_1min (other work on the machine slows wall times),
+  the accelerator and the JAX version."""
   return {
       "cpu": cpu_description(),
       "cpu_count": os.cpu_count(),
       "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+      "device": str(jax.devices()[0].device_kind),
+      "jax": jax.__version__,
   }
-
-
-def machine_record() -> dict[str, Any]:
-  """`host_record` plus the accelerator and the JAX version."""
-  import jax  # pylint: disable=g-import-not-at-top  (host_record works without JAX)
-  return {**host_record(), "device": str(jax.devices()[0].device_kind),
-          "jax": jax.__version__}
