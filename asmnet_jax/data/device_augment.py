@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from asmnet_jax.core import geometry, mirror
 from asmnet_jax.data import augment
 
 _LUMA = augment._LUMA.astype(np.float32)  # pylint: disable=protected-access
@@ -194,8 +195,7 @@ def augment_example(u: jax.Array, field: jax.Array | None, image: jax.Array,
   if flip is not None:
     # Normalised crop coordinates are centred on the crop: mirroring negates x.
     image_to_norm = jnp.where(flip, image_to_norm * jnp.array([[-1.0], [1.0]]), image_to_norm)
-  s = float(size)
-  norm_to_pixel = jnp.array([[s, 0.0, 0.5 * s - 0.5], [0.0, s, 0.5 * s - 0.5]])
+  norm_to_pixel = jnp.asarray(geometry.norm_to_pixel_matrix(size), jnp.float32)
   image_to_crop = jnp.concatenate(
       [norm_to_pixel[:, :2] @ image_to_norm[:, :2],
        norm_to_pixel[:, :2] @ image_to_norm[:, 2:] + norm_to_pixel[:, 2:]], axis=1)
@@ -206,7 +206,7 @@ def augment_example(u: jax.Array, field: jax.Array | None, image: jax.Array,
   pose = pose.at[2].set(180.0 - jnp.mod(180.0 - (pose[2] + rotation), 360.0))
   if flip is not None:
     out_landmarks = jnp.where(flip, out_landmarks[jnp.asarray(flip_perm)], out_landmarks)
-    pose = jnp.where(flip, pose * jnp.array([-1.0, 1.0, -1.0]), pose)
+    pose = jnp.where(flip, mirror.flip_pose(pose), pose)
   pixels = photometric(u[_PHOTOMETRIC], field, pixels, c.photometric)
   if c.occlusion_probability > 0:
     pixels = occlude(u[_OCCLUSION], pixels, c.occlusion_probability, c.occlusion_size)
