@@ -149,23 +149,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config_lib.validate_config(config)
   builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)
   check_splits(config, builder)
-  dataset_input_config(config, scheme_lib.scheme_of(builder))  # flips need a mirror map.
+  data_scheme = scheme_lib.scheme_of(builder)
+  in_config = dataset_input_config(config, data_scheme)  # flips need a mirror map.
   config_lib.check_resume_compatible(config, workdir)
   is_main = jax.process_index() == 0
   # One writer: the other processes of a multi-host run write beside process 0.
   lock = workdir_lock.WorkdirLock(workdir) if is_main else contextlib.nullcontext()
   with lock:
-    return _train_and_evaluate(config, workdir, builder, is_main)
+    return _train_and_evaluate(config, workdir, builder, data_scheme, in_config, is_main)
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, builder,
-                        is_main: bool) -> dict[str, Any]:
+                        data_scheme: scheme_lib.LandmarkScheme,
+                        in_config: pipeline.InputConfig, is_main: bool) -> dict[str, Any]:
   """`train_and_evaluate` once the checks passed and the lock is held."""
   os.makedirs(workdir, exist_ok=True)
   sources = registry.open_splits(builder, [config.train_split, config.validation_split])
   train_source = sources[config.train_split]
-  data_scheme = scheme_lib.scheme_of(builder)
-  in_config = dataset_input_config(config, data_scheme)
   num_landmarks = data_scheme.num_points
   shape_model = fit_or_load_shape_model(config, workdir, train_source,
                                         config.max_train_examples)
