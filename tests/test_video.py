@@ -151,6 +151,16 @@ def test_benchmark_scores_known_offsets(small_clip):
   np.testing.assert_allclose(scores["jitter"]["raw"], 2.0 / iod[1:], rtol=1e-4)
   np.testing.assert_allclose(scores["jitter"]["smoothed"], 0.0, atol=1e-4)
   assert scores["counts"]["covered"] == len(gt) and scores["counts"]["id_switches"] == 0
+  true_motion = np.linalg.norm(np.diff(gt, axis=0), axis=-1).mean(-1) / iod[1:]
+  np.testing.assert_allclose(scores["motion"], true_motion, rtol=1e-4)
+  bands = video_benchmark.summarise([scores])["jitter_by_motion"]
+  assert sum(b["pairs"] for b in bands) == len(gt) - 1
+  for band, (lo, hi) in zip(bands, zip(video_benchmark.MOTION_BANDS[:-1],
+                                       video_benchmark.MOTION_BANDS[1:])):
+    inside = (true_motion >= lo) & (true_motion < hi)
+    assert band["pairs"] == inside.sum()
+    if inside.any():
+      assert band["jitter_pct_raw"] == pytest.approx(100 * np.mean(2.0 / iod[1:][inside]), abs=2e-3)
 
 
 # ------------------------------------------------------------------------------------

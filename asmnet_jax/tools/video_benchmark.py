@@ -6,7 +6,7 @@ losses and speed.
 
 Clips come from `asmnet_jax.synthetic.clips` (640x480, 30 fps; fast turns, exits,
 two faces in some). The model is the bundled one (`Predictor.pretrained()`), with its
-default detector. Figures (all over the clips' frames):
+default detector and, as `predict.py` runs it, test-time flips (--noflip_test: one pass). Figures (all over the clips' frames):
   * nme_pct: per frame and face, the mean landmark error over the inter-ocular
     (outer eye corner) distance, in percent, for faces with all 68 points in the
     frame and a predicted face on them; raw and smoothed;
@@ -15,6 +15,9 @@ default detector. Figures (all over the clips' frames):
     the frame-to-frame motion that the true motion does not explain; raw and smoothed;
   * still_jitter_pct: the same on pairs of frames where the face is still (no true
     landmark moves by 0.5 % of the IOD): the trembling of a still face;
+  * jitter_by_motion: the jitter, raw and smoothed, and the number of frame pairs, in
+    bands of the true motion (mean point displacement between the frames, % of the
+    IOD): where the jitter comes from;
   * coverage: the share of in-view face-frames with a predicted face on them;
   * losses_in_view: tracks that ended while their face was still fully in the frame;
     losses_on_exit: those that ended while it was leaving; recoveries: a face picked
@@ -38,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 import sys
 import time
@@ -56,6 +60,7 @@ from asmnet_jax.synthetic.clips import ClipConfig, SyntheticClip
 
 MATCH_IOU = 0.3
 STILL = 0.005  # a still face: no true landmark moves 0.5 % of the IOD between frames.
+MOTION_BANDS = (0.0, 0.005, 0.02, 0.05, float("inf"))  # true motion, fractions of the IOD.
 TUNE_MIN_CUTOFFS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 TUNE_BETAS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -117,6 +122,7 @@ def score_clip(clip: SyntheticClip, output: list[list[tracking.TrackedFace]]) ->
   nme = {"raw": [], "smoothed": []}
   jitter = {"raw": [], "smoothed": []}
   still = {"raw": [], "smoothed": []}
+  motion = []
   counts = dict(in_view=0, covered=0, losses_in_view=0, losses_on_exit=0, recoveries=0,
                 id_switches=0, false_faces=0)
   recovery_frames = []
@@ -157,6 +163,7 @@ def score_clip(clip: SyntheticClip, output: list[list[tracking.TrackedFace]]) ->
         if (before is not None and before[0] == t - 1 and before[1].track_id == face.track_id
             and clip.inside[t - 1, g]):
           true_step = gt - clip.landmarks[t - 1, g]
+          motion.append(float(np.linalg.norm(true_step, axis=-1).mean()) / iod)
           for kind, attr in (("raw", "raw_landmarks"), ("smoothed", "landmarks")):
             step = getattr(face, attr).astype(np.float64) - getattr(before[1], attr)
             error = float(np.linalg.norm(step - true_step, axis=-1).mean()) / iod
@@ -164,7 +171,8 @@ def score_clip(clip: SyntheticClip, output: list[list[tracking.TrackedFace]]) ->
             if float(np.linalg.norm(true_step, axis=-1).max()) / iod < STILL:
               still[kind].append(error)
       previous[g] = (t, face)
-  return {"nme": nme, "jitter": jitter, "still_jitter": still, "counts": counts, "recovery_frames": recovery_frames}
+  return {"nme": nme, "jitter": jitter, "still_jitter": still, "motion": motion,
+          "counts": counts, "recovery_frames": recovery_frames}
 
 
 def summarise(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -180,6 +188,17 @@ def summarise(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["jitter_ratio"] = round(out["jitter_pct_smoothed"] / out["jitter_pct_raw"], 3)
   if out["nme_pct_raw"] is not None:
     out["nme_cost_pct"] = round(out["nme_pct_smoothed"] - out["nme_pct_raw"], 3)
+  motion = np.concatenate([np.asarray(s["motion"], np.float64) for s in scores])
+  jitter = {kind: np.concatenate([np.asarray(s["jitter"][kind], np.float64) for s in scores])
+            for kind in ("raw", "smoothed")}
+  out["jitter_by_motion"] = []
+  for lo, hi in zip(MOTION_BANDS[:-1], MOTION_BANDS[1:]):
+    band = (motion >= lo) & (motion < hi)
+    out["jitter_by_motion"].append({
+        "motion_pct": [round(100 * lo, 1), round(100 * hi, 1) if math.isfinite(hi) else None],
+        "pairs": int(band.sum()),
+        **{f"jitter_pct_{kind}": round(100 * float(values[band].mean()), 3) if band.any() else None
+           for kind, values in jitter.items()}})
   counts = {k: sum(s["counts"][k] for s in scores) for k in scores[0]["counts"]}
   out["coverage"] = round(counts.pop("covered") / max(counts["in_view"], 1), 4)
   out.update(counts)
@@ -250,6 +269,8 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_float("min_cutoff", tracking.DEFAULT_MIN_CUTOFF, "One Euro min cut-off (Hz).",
                      flag_values=fv)
   flags.DEFINE_float("beta", tracking.DEFAULT_BETA, "One Euro beta.", flag_values=fv)
+  flags.DEFINE_boolean("flip_test", True, "Average each crop's prediction with its mirror "
+                       "image's, as predict.py does by default.", flag_values=fv)
   flags.DEFINE_string("out", "video_benchmark.json", "JSON output.", flag_values=fv)
 
 
@@ -259,12 +280,12 @@ def _run(fv: flags.FlagValues) -> None:
   if fv.tune and set(seeds) & set(tune_seeds):
     raise cli.UsageError(f"--tune_seeds overlap --seeds: {sorted(set(seeds) & set(tune_seeds))}")
   config = ClipConfig(seconds=fv.seconds)
-  predictor = Predictor.pretrained()
+  predictor = Predictor.pretrained(flip_test=fv.flip_test)
   record: dict[str, Any] = {
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "machine": machine.machine_record(), "seeds": seeds,
       "clip": {"seconds": config.seconds, "fps": config.fps, "size": [config.width, config.height]},
-      "detect_every": fv.detect_every}
+      "detect_every": fv.detect_every, "flip_test": fv.flip_test}
   min_cutoff, beta = fv.min_cutoff, fv.beta
   if fv.tune:
     chosen, grid = tune(predictor, load_clips(tune_seeds, config), TUNE_MIN_CUTOFFS,
