@@ -172,19 +172,24 @@ def _run(fv: flags.FlagValues, paths: list[str]) -> int:
     with cli.reported(FileNotFoundError, json.JSONDecodeError):
       with open(fv.landmark_boxes_json) as f:
         given = json.load(f)
+  # A model whose points have no mirror map runs one pass, with a notice below.
+  flip_test = "auto" if fv.flip_test else False
   if fv.workdir is None:
     with cli.reported(pretrained.BundleError, status=cli.EXIT_FAILURE):
       predictor = inference.Predictor.pretrained(refine_passes=fv.refine_passes,
-                                                 flip_test=fv.flip_test)
+                                                 flip_test=flip_test)
   else:
     # Not a work directory, a bad config.json, no (readable) checkpoint.
     with cli.reported(FileNotFoundError, config_lib.ConfigFileError,
                       checkpoints.CheckpointError):
       predictor = inference.Predictor.from_workdir(fv.workdir, fv.checkpoint,
                                                    refine_passes=fv.refine_passes,
-                                                   flip_test=fv.flip_test)
+                                                   flip_test=flip_test)
     print(f"predict.py: {fv.checkpoint} checkpoint -> {predictor.model.source}",
           file=sys.stderr)
+  if fv.flip_test and not predictor.flip_test:
+    print(f"predict.py: the model's {predictor.model.num_landmarks} points have no mirror "
+          "map, so no flip test", file=sys.stderr)
   os.makedirs(fv.out, exist_ok=True)
   status = _run_videos(fv, predictor, videos) if videos else cli.EXIT_OK
   if not paths:

@@ -452,6 +452,6 @@ def test_flip_test_averages_with_the_mirrored_crop_and_is_equivariant():
   np.testing.assert_allclose(got_lm_m, np.stack([got_lm[:, partner[i]] for i in range(68)],
                                                 axis=1) * [-1.0, 1.0], atol=1e-5)
   np.testing.assert_allclose(got_pose_m, got_pose * [-1.0, 1.0, -1.0], atol=1e-3)
-  with pytest.raises(ValueError, match="no mirror map for 5 points"):
+  with pytest.raises(ValueError, match="5 points have no mirror map"):
     inference.Predictor(testing.random_model(num_landmarks=5, image_size=NETWORK_SIZE),
                         flip_test=True)

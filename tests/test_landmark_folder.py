@@ -7,11 +7,15 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
+
+import predict
 
 from asmnet_jax import testing
 from asmnet_jax.core import asm
 from asmnet_jax.data import registry, scheme
 from asmnet_jax.evaluate import report
+from asmnet_jax.inference.predictor import Predictor
 from asmnet_jax.nn import models
 from asmnet_jax.train import loop
 from tests.conftest import trained_run_config
@@ -61,8 +65,28 @@ def test_five_points_train_flipped_and_evaluate(tmp_path, monkeypatch):
   assert "NME normalised by the inter-ocular distance (eye points 0, 1)." in table
   assert "| n/a | n/a | n/a |" in table
 
+  # The run records the folder's mirror map, and the flip test uses it: the average of
+  # the crop's prediction and the mirrored prediction of the mirrored crop.
+  with open(os.path.join(config.manual_dir, scheme.DATASET_FILE)) as f:
+    declared = json.load(f)
+  perm = np.arange(5)
+  for a, b in declared["mirror_pairs"]:
+    perm[a], perm[b] = b, a
+  assert scheme.load_from_workdir(workdir).mirror_map == tuple(perm)
+  predictor = Predictor.from_workdir(workdir, "latest", flip_test="auto", refine_passes=0)
+  assert predictor.flip_test
+  crops = np.random.default_rng(0).uniform(size=(3, 32, 32, 3)).astype(np.float32)
+  landmarks, pose = predictor._predict_crops(crops)  # pylint: disable=protected-access
+  model = predictor.model
+  plain = [np.asarray(x) for x in model.forward(model.variables, crops)]
+  flipped = [np.asarray(x) for x in model.forward(model.variables, crops[:, :, ::-1])]
+  expected = 0.5 * (plain[0] + flipped[0][:, perm] * np.array([-1.0, 1.0]))
+  np.testing.assert_allclose(landmarks, expected, atol=1e-5)
+  np.testing.assert_allclose(pose, 0.5 * (plain[1] + flipped[1] * np.array([-1.0, 1.0, -1.0])),
+                             atol=1e-3)
 
-def test_nineteen_points_without_declarations(tmp_path, monkeypatch):
+
+def test_nineteen_points_without_declarations(tmp_path, monkeypatch, capsys):
   monkeypatch.setitem(models.MODELS, "tiny", testing.TinyNetwork)
   config = _folder_config(tmp_path, 19, declare=False)
   config.model = "tiny"
@@ -89,3 +113,21 @@ def test_nineteen_points_without_declarations(tmp_path, monkeypatch):
   assert splits["test"]["nme"] == pytest.approx(expected.mean(), rel=1e-5)
   table = open(os.path.join(workdir, "eval", "results.md")).read()
   assert "NME normalised by the diagonal of the ground-truth landmark box." in table
+  # No mirror map: "auto" runs one pass, an explicit flip test is refused.
+  assert not Predictor.from_workdir(workdir, flip_test="auto").flip_test
+  with pytest.raises(ValueError, match="19 points have no mirror map"):
+    Predictor.from_workdir(workdir, flip_test=True)
+  # predict.py's default flip test falls back to one pass and says so.
+  image = next(os.path.join(root, name) for root, _, names in os.walk(config.manual_dir)
+               for name in sorted(names) if name.endswith(".png"))
+  h, w = np.asarray(Image.open(image)).shape[:2]
+  boxes = str(tmp_path / "boxes.json")
+  with open(boxes, "w") as f:
+    json.dump({image: [[w * 0.25, h * 0.25, w * 0.75, h * 0.75]]}, f)
+  out = str(tmp_path / "predictions")
+  assert predict.main([image, "--workdir", workdir, "--out", out,
+                       "--landmark_boxes_json", boxes]) == 0
+  assert "19 points have no mirror map, so no flip test" in capsys.readouterr().err
+  with open(os.path.join(out, "predictions.json")) as f:
+    (record,) = json.load(f)
+  assert np.asarray(record["faces"][0]["landmarks"]).shape == (19, 2)

@@ -91,6 +91,36 @@ def test_damaged_bundle_is_named_in_the_error(tmp_path, damage):
     pretrained.load_bundle(bad)
 
 
+def test_bundle_keeps_a_declared_mirror_map(tmp_path):
+  model = random_model(image_size=32)
+  assert model.mirror_map is None  # 68 points: the built-in map applies.
+  declared = np.arange(model.num_landmarks)
+  declared[[0, 1]] = [1, 0]  # any involution a dataset could declare.
+  path = str(tmp_path / "declared.npz")
+  pretrained.save_bundle(dataclasses.replace(model, mirror_map=tuple(declared)), path)
+  loaded = pretrained.load_bundle(path)
+  assert loaded.mirror_map == tuple(declared)
+  np.testing.assert_array_equal(loaded.mirror_permutation, declared)
+  assert pretrained.load_bundle(_rewritten(path, tmp_path, mirror_map=None)).mirror_map is None
+  not_involution = declared.copy()
+  not_involution[[0, 1, 2]] = [1, 2, 0]
+  bad = _rewritten(path, tmp_path, mirror_map=not_involution.tolist())
+  with pytest.raises(pretrained.BundleError, match=f"{bad}: bad mirror_map"):
+    pretrained.load_bundle(bad)
+
+
+def _rewritten(path, tmp_path, **meta_changes) -> str:
+  """A copy of bundle `path` with metadata fields replaced."""
+  with np.load(path) as data:
+    arrays = {k: data[k] for k in data.files}
+  meta = json.loads(bytes(arrays[pretrained.METADATA_KEY]).decode())
+  meta.update(meta_changes)
+  arrays[pretrained.METADATA_KEY] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+  out = str(tmp_path / f"rewritten{len(os.listdir(tmp_path))}.npz")
+  np.savez(out, **arrays)
+  return out
+
+
 def test_missing_bundle_says_what_to_do(tmp_path):
   with pytest.raises(pretrained.BundleError, match="no pretrained bundle.*--workdir"):
     pretrained.load_bundle(str(tmp_path / "absent.npz"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -144,6 +145,29 @@ def scheme_of(builder: Any) -> LandmarkScheme:
                        f"its landmarks feature has {num_points}")
     return scheme
   return default_scheme(num_points)
+
+
+# A training run's scheme, in its work directory, for inference (flip test, scoring).
+WORKDIR_FILE = "scheme.json"
+
+
+def save_to_workdir(scheme: LandmarkScheme, workdir: str) -> None:
+  """Writes `scheme` as DIR/scheme.json."""
+  with open(os.path.join(workdir, WORKDIR_FILE), "w", encoding="utf-8") as f:
+    json.dump(scheme.to_json(), f, indent=2)
+
+
+def load_from_workdir(workdir: str) -> LandmarkScheme | None:
+  """The scheme a run recorded in DIR/scheme.json; None for a run from before the file
+  existed. ValueError naming the file when it cannot be read as a scheme."""
+  path = os.path.join(workdir, WORKDIR_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      return LandmarkScheme.from_json(json.load(f))
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path}: not a landmark scheme ({e})") from e
 
 
 # A labelled folder's declarations (`landmark_folder` builder, `evaluate.photos`).

@@ -528,7 +528,8 @@ def _predictor(fv: flags.FlagValues) -> Any:
   if refine_passes is None:
     # Re-cropping a true landmark box around predicted landmarks only adds their error.
     refine_passes = 0 if fv.boxes == "landmarks" else 1
-  kwargs = {"refine_passes": refine_passes, "flip_test": fv.flip_test}
+  # A model whose points have no mirror map runs one pass (noted in `_run`).
+  kwargs = {"refine_passes": refine_passes, "flip_test": "auto" if fv.flip_test else False}
   with cli.reported(FileNotFoundError, ValueError):  # not a work directory / step dir.
     if fv.workdir:
       if fv.checkpoint not in ("best", "latest"):
@@ -556,6 +557,9 @@ def _run(fv: flags.FlagValues, args: list[str]) -> int:
   with cli.reported(PhotoScoringError):
     _usable_annotations(args[0])  # a wrong DATASET fails before the model loads.
   predictor = _predictor(fv)
+  if fv.flip_test and not getattr(predictor, "flip_test", True):
+    print(f"the model's {predictor.model.num_landmarks} points have no mirror map, so no "
+          "flip test", file=sys.stderr)
   with cli.reported(PhotoScoringError, status=cli.EXIT_FAILURE):
     scores = score_photos(predictor, args[0], fv.out, fv.boxes, draw=fv.draw)
   print(summary_text(scores, fv.out))

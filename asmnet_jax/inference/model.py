@@ -12,7 +12,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
+from asmnet_jax.core import mirror
+from asmnet_jax.data import scheme as scheme_lib
 from asmnet_jax.nn import models
 from asmnet_jax.train import checkpoints
 from asmnet_jax.train import config as config_lib
@@ -36,6 +39,17 @@ class InferenceModel:
   eval_margin: float = 0.05  # per-side crop margin, fraction of the landmark box.
   step: int | None = None  # the checkpoint's step, when loaded from one.
   source: str = ""  # where the weights came from.
+  # The left-right mirror permutation of the points (`core.mirror`): the run's
+  # dataset scheme; None: the built-in one of the point count, if any.
+  mirror_map: tuple[int, ...] | None = None
+
+  @property
+  def mirror_permutation(self) -> np.ndarray | None:
+    """The mirror permutation (n,) for flips: `mirror_map`, else the built-in one of
+    68 or 98 points, else None (the model cannot be flip-tested)."""
+    if self.mirror_map is not None:
+      return np.asarray(self.mirror_map, np.int64)
+    return mirror.builtin_permutation(self.num_landmarks)
 
   def forward(self, variables: dict[str, Any], images: jax.Array) -> tuple[jax.Array, jax.Array]:
     landmarks, pose = self.module.apply(variables, images)
@@ -73,9 +87,10 @@ def load_checkpoint(path: str, config: ml_collections.ConfigDict | str | None = 
   path = checkpoints.normalize_step_dir(path)
   if config is None:
     config = os.path.dirname(os.path.dirname(path))
+  workdir = config if isinstance(config, str) else None
   if isinstance(config, str):
     config = config_lib.load_config(config)
-  return _fold_checkpoint(checkpoints.restore_tree(path), config, path)
+  return _fold_checkpoint(checkpoints.restore_tree(path), config, path, workdir)
 
 
 def load_workdir(workdir: str, checkpoint: str = "best") -> InferenceModel:
@@ -84,13 +99,19 @@ def load_workdir(workdir: str, checkpoint: str = "best") -> InferenceModel:
   (`checkpoints.restore_workdir`)."""
   config = config_lib.load_config(workdir)  # a clear error for a wrong directory.
   path, tree = checkpoints.restore_workdir(workdir, checkpoint)
-  return _fold_checkpoint(tree, config, path)
+  return _fold_checkpoint(tree, config, path, workdir)
 
 
 def _fold_checkpoint(tree: dict[str, Any], config: ml_collections.ConfigDict,
-                     path: str) -> InferenceModel:
-  return fold(config.model, tree["params"], tree["batch_stats"],
-              image_size=int(config.image_size),
-              pose_scale_deg=float(config.pose_scale_deg),
-              eval_margin=float(config.input.eval_margin),
-              step=int(os.path.basename(path)), source=path)
+                     path: str, workdir: str | None = None) -> InferenceModel:
+  scheme = scheme_lib.load_from_workdir(workdir) if workdir else None
+  mirror_map = None if scheme is None else scheme.mirror_map
+  model = fold(config.model, tree["params"], tree["batch_stats"],
+               image_size=int(config.image_size),
+               pose_scale_deg=float(config.pose_scale_deg),
+               eval_margin=float(config.input.eval_margin),
+               step=int(os.path.basename(path)), source=path, mirror_map=mirror_map)
+  if scheme is not None and scheme.num_points != model.num_landmarks:
+    raise ValueError(f"{os.path.join(workdir, scheme_lib.WORKDIR_FILE)}: {scheme.num_points} "
+                     f"points, the network has {model.num_landmarks}")
+  return model

@@ -112,8 +112,8 @@ class Predictor:
     refine_passes: re-crops around the predicted landmarks (>= 0).
     batch_sizes: the padded batch sizes compiled, ascending; larger calls are
       split into chunks of the largest.
-    flip_test: also run each crop mirrored and average (module doc); needs the
-      built-in mirror map of 68 or 98 points.
+    flip_test: also run each crop mirrored and average (module doc); needs a mirror
+      map (`InferenceModel.mirror_permutation`). "auto": on when the model has one.
   """
 
   def __init__(self, model: InferenceModel, *,
@@ -121,7 +121,7 @@ class Predictor:
                box_mapping: detection.DetectorBoxMapping | None = None,
                refine_passes: int = 1,
                batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-               flip_test: bool = False):
+               flip_test: bool | str = False):
     if refine_passes < 0:
       raise ValueError(f"refine_passes must be >= 0, got {refine_passes}")
     if not batch_sizes or sorted(batch_sizes) != list(batch_sizes) or batch_sizes[0] < 1:
@@ -132,6 +132,8 @@ class Predictor:
     self.refine_passes = refine_passes
     self.batch_sizes = tuple(int(b) for b in batch_sizes)
     self._forward = compile_options.jit_inference(model.forward)
+    if flip_test == "auto":
+      flip_test = model.mirror_permutation is not None
     self.flip_test = flip_test
 
   @property
@@ -142,9 +144,10 @@ class Predictor:
   def flip_test(self, enabled: bool) -> None:
     self._mirror = None
     if enabled:
-      self._mirror = mirror.builtin_permutation(self.model.num_landmarks)
+      self._mirror = self.model.mirror_permutation
       if self._mirror is None:
-        raise ValueError(f"flip_test: no mirror map for {self.model.num_landmarks} points")
+        raise ValueError(f"flip_test: the model's {self.model.num_landmarks} points have no "
+                         "mirror map (its run's dataset declares none)")
 
   @classmethod
   def from_workdir(cls, workdir: str, checkpoint: str = "best", **kwargs) -> Predictor:

@@ -28,6 +28,7 @@ from absl import flags
 from flax import traverse_util
 
 from asmnet_jax import cli
+from asmnet_jax.core import mirror
 from asmnet_jax.inference.model import InferenceModel, load_checkpoint, load_workdir
 from asmnet_jax.nn import models
 from asmnet_jax.train import checkpoints
@@ -57,6 +58,8 @@ def save_bundle(model: InferenceModel, path: str, provenance: dict[str, Any] | N
       "eval_margin": model.eval_margin, "step": model.step,
       "dtype": np.dtype(dtype).name, "provenance": provenance or {},
   }
+  if model.mirror_map is not None:
+    meta["mirror_map"] = [int(i) for i in model.mirror_map]
   arrays[METADATA_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + ".tmp.npz"
@@ -106,7 +109,19 @@ def load_bundle(path: str = DEFAULT_BUNDLE) -> InferenceModel:
                         num_landmarks=int(meta["num_landmarks"]), model_name=meta["model"],
                         pose_scale_deg=float(meta["pose_scale_deg"]),
                         eval_margin=float(meta["eval_margin"]), step=meta["step"],
-                        source=os.path.abspath(path))
+                        source=os.path.abspath(path), mirror_map=_mirror_map(meta, path))
+
+
+def _mirror_map(meta: dict[str, Any], path: str) -> tuple[int, ...] | None:
+  """The bundle's own mirror map (a model of a declared scheme), checked; None: the
+  built-in one of its point count applies."""
+  if meta.get("mirror_map") is None:
+    return None
+  try:
+    perm = mirror.validate_permutation(np.asarray(meta["mirror_map"]), int(meta["num_landmarks"]))
+  except ValueError as e:
+    raise BundleError(f"{path}: bad mirror_map ({e})") from e
+  return tuple(int(i) for i in perm)
 
 
 def define_flags(fv: flags.FlagValues) -> None:

@@ -187,6 +187,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, builder
   state = manager.restore_latest(state)
   if is_main:  # Once the run's checkpoints are known to fit it.
     config_lib.save_config(config, workdir)
+    scheme_lib.save_to_workdir(data_scheme, workdir)
   start_step = int(state.step)
   if start_step:
     logging.info("Resumed from step %d", start_step)
