@@ -119,3 +119,29 @@ def test_train_on_first_records_with_a_worker(data_dir, tmp_path, image_decodes,
                                                      NUM_RECORDS), config.input.eval_margin)
   np.testing.assert_allclose(shape_model.mean, shapes.reshape(NUM_RECORDS, -1).mean(0),
                              atol=1e-5)
+
+
+def test_asm_is_refitted_when_what_it_was_fitted_to_changes(data_dir, tmp_path):
+  source = _train_source(data_dir)
+  workdir = str(tmp_path)
+  config = tiny_config(data_dir, max_train_examples=NUM_RECORDS)
+  config.variance_kept = 0.9
+  first = loop.fit_or_load_shape_model(config, workdir, source, NUM_RECORDS)
+  shapes = geometry.eval_normalized(_first_landmarks(source, NUM_RECORDS),
+                                    config.input.eval_margin).reshape(NUM_RECORDS, -1)
+  # Unchanged: the cached file is used, even if the data were to differ.
+  again = loop.fit_or_load_shape_model(config, workdir, source, 8)
+  np.testing.assert_array_equal(again.components, first.components)
+  # A resumed run on other data (or keeping more variance) refits, and records it.
+  config.variance_kept = 0.999
+  config.max_train_examples = 32
+  refit = loop.fit_or_load_shape_model(config, workdir, source, 32)
+  all_shapes = geometry.eval_normalized(_first_landmarks(source, 32),
+                                        config.input.eval_margin).reshape(32, -1)
+  np.testing.assert_allclose(refit.mean, all_shapes.mean(0), atol=1e-5)
+  assert not np.allclose(refit.mean, shapes.mean(0), atol=1e-4)
+  assert refit.num_components > first.num_components
+  with open(os.path.join(workdir, loop.SHAPE_MODEL_RECORD_FILE)) as f:
+    assert json.load(f) == loop.shape_model_fit(config)
+  stored = asm.ShapeModel.load(os.path.join(workdir, loop.SHAPE_MODEL_FILE))
+  np.testing.assert_array_equal(stored.mean, refit.mean)

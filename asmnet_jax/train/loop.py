@@ -36,6 +36,7 @@ from asmnet_jax.train import workdir_lock
 from asmnet_jax.train.step import global_batch, make_mesh, make_train_step
 
 SHAPE_MODEL_FILE = "shape_model.npz"
+SHAPE_MODEL_RECORD_FILE = "shape_model.json"  # what it was fitted to.
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -43,14 +44,35 @@ class NonFiniteLossError(RuntimeError):
   """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+def shape_model_fit(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """What the ASM of a run is fitted to: the fields that change it."""
+  return {"dataset": config.dataset, "train_split": config.train_split,
+          "variance_kept": float(config.variance_kept),
+          "eval_margin": float(config.input.eval_margin),
+          "max_train_examples": config.max_train_examples}
+
+
 def fit_or_load_shape_model(config, workdir: str, train_source,
                             num_records: int | None = None) -> asm.ShapeModel:
   """The ASM of the first `num_records` training shapes (None: all; normalised eval
-  crops), cached in the workdir. `train_source` should be the full TFDS source, whose
-  landmarks are then read without decoding the images."""
+  crops), cached in the workdir with what it was fitted to (`shape_model_fit`); a
+  resumed run whose dataset, split, variance or margin changed (e.g. fine-tuning on
+  another dataset with `allow_changed=dataset`) gets it refitted. `train_source`
+  should be the full TFDS source, whose landmarks are then read without decoding the
+  images."""
   path = os.path.join(workdir, SHAPE_MODEL_FILE)
+  record_path = os.path.join(workdir, SHAPE_MODEL_RECORD_FILE)
+  wanted = shape_model_fit(config)
   if os.path.exists(path):
-    return asm.ShapeModel.load(path)
+    stored = None
+    if os.path.exists(record_path):
+      with open(record_path, encoding="utf-8") as f:
+        stored = json.load(f)
+    # A run from before the record existed keeps its ASM.
+    if stored is None or stored == wanted:
+      return asm.ShapeModel.load(path)
+    logging.warning("Refitting the ASM: %s", ", ".join(
+        f"{k} {stored.get(k)!r} -> {wanted[k]!r}" for k in wanted if stored.get(k) != wanted[k]))
   shapes = pipeline.eval_normalized_landmarks(train_source, config.input.eval_margin,
                                               num_records)
   shape_model = asm.fit_shape_model(shapes, config.variance_kept)
@@ -58,6 +80,8 @@ def fit_or_load_shape_model(config, workdir: str, train_source,
                shape_model.num_components, 100 * config.variance_kept, len(shapes))
   if jax.process_index() == 0:
     shape_model.save(path)
+    with open(record_path, "w", encoding="utf-8") as f:
+      json.dump(wanted, f, indent=2)
   return shape_model
 
 
