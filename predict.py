@@ -110,7 +110,8 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_boolean("flip_test", True, "Average each face's prediction with that of "
                        "its mirror image (twice the network time; --noflip_test for one "
                        "pass).", flag_values=fv)
-  flags.DEFINE_integer("refine_passes", 1, "Re-crops around the predicted landmarks.",
+  flags.DEFINE_integer("refine_passes", 1, "Photos: re-crops around the predicted "
+                       "landmarks (videos re-crop each face until its crop settles).",
                        lower_bound=0, flag_values=fv)
   flags.DEFINE_integer("camera", None, "Track faces on this camera (OpenCV index) until "
                        "Ctrl-C or --max_frames.", lower_bound=0, flag_values=fv)

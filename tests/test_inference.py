@@ -278,6 +278,49 @@ def test_no_refinement_keeps_the_first_pass(monkeypatch):
   np.testing.assert_allclose(result[0][0].landmarks, faces[0], atol=0.01)
 
 
+class LaggingOracle(LandmarkOracle):
+  """The oracle with a network's lag: the shape found halfway between the face and
+  the crop's centre (its landmark box centre), so that each re-crop halves the
+  distance. Records batch sizes."""
+
+  def __init__(self, faces, image_size: int):
+    super().__init__(faces, image_size)
+    self.batches = []
+
+  def __call__(self, crops):
+    landmarks, poses = super().__call__(crops)
+    self.batches.append(len(crops))
+    box_centre = 0.5 * (landmarks.min(axis=1, keepdims=True) + landmarks.max(axis=1, keepdims=True))
+    return landmarks - 0.5 * box_centre, poses
+
+
+@pytest.mark.parametrize("converged, expected_batches", [
+    (None, [2, 2, 2, 2]),  # every pass for both faces.
+    (0.01, [2, 1, 1, 1]),  # the centred face settles at once, the other keeps moving.
+    (0.1, [2, 1]),  # the other stops once a re-crop would move it less than 10 %.
+])
+def test_recrops_stop_per_face_once_the_crop_settles(monkeypatch, converged,
+                                                      expected_batches):
+  canvas, faces, _ = _two_face_canvas()
+  predictor = inference.Predictor(_stub_model(68), refine_passes=3)
+  oracle = LaggingOracle(faces, predictor.image_size)
+  monkeypatch.setattr(augment, "warp_image", oracle.warp_image)
+  monkeypatch.setattr(predictor, "_predict_crops", oracle)
+  size = np.sqrt(np.prod(np.diff(_box(faces[1]).reshape(2, 2), axis=0)))
+  shifted = _box(faces[1]) + 0.3 * size * np.array([1.0, 0.0, 1.0, 0.0])
+  landmarks, _, crops = predictor.predict_landmark_boxes(
+      canvas, np.stack([_box(faces[0]), shifted]), converged=converged)
+  assert oracle.batches == expected_batches
+  np.testing.assert_allclose(landmarks[0], faces[0], atol=0.01)
+  np.testing.assert_allclose(crops[0], _box(faces[0]), atol=0.01)
+  # Each pass halves the face's offset from its crop: 0.15, 0.075, ... of its size.
+  passes = len(expected_batches)
+  offset = (landmarks[1] - faces[1]).mean(0) / size
+  np.testing.assert_allclose(offset, [0.3 * 0.5 ** passes, 0.0], atol=2e-3)
+  assert inference.box_change(crops[1:], _box(landmarks[1])[None])[0] == pytest.approx(
+      0.3 * 0.5 ** passes, abs=2e-3)
+
+
 def _blob_image(h, w, centres, sigma):
   """Black image with a Gaussian spot per centre, in red, green and blue."""
   yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)

@@ -90,7 +90,8 @@ class ScriptedPredictor:
     return detection.Detections(geometry.landmark_box(face)[None].astype(np.float32),
                                 np.array([0.99], np.float32))
 
-  def predict_landmark_boxes(self, frame, boxes):
+  def predict_landmark_boxes(self, frame, boxes, refine_passes=None, converged=None):
+    self.search = (refine_passes, converged)
     face = self.script[int(frame[0, 0, 0])]
     out = []
     for box in boxes:
@@ -118,6 +119,8 @@ def test_lost_track_triggers_detection_and_gets_its_id_back():
   assert fake.detector_calls == [0, 5, 10]
   assert ids == [[0]] * 5 + [[]] * 5 + [[0]] * 2
   assert (video.tracks_lost, video.recoveries, video.tracks_started) == (1, 1, 2)
+  # Each face is re-cropped until its crop settles, by the tracker's settings.
+  assert fake.search == (tracking.DEFAULT_REFINE_PASSES, tracking.DEFAULT_CONVERGED)
 
 
 def test_clips_are_deterministic_with_exits_and_two_faces():

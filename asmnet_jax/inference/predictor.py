@@ -71,6 +71,13 @@ def _guarded_box(previous: np.ndarray, landmarks: np.ndarray, margin: float) -> 
   return np.concatenate([centre - 0.5 * size, centre + 0.5 * size])
 
 
+def box_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+  """How far boxes (..., 4) x0 y0 x1 y1 moved: the largest corner coordinate change
+  over the size sqrt(w h) of `before` (...,)."""
+  size = np.sqrt(np.prod(np.maximum(before[..., 2:] - before[..., :2], 1e-6), axis=-1))
+  return np.abs(after - before).max(axis=-1) / size
+
+
 # ----------------------------------------------------------------------------------
 # The predictor.
 
@@ -244,34 +251,52 @@ class Predictor:
                                  np.asarray(face_boxes[k], np.float32), scores[k]))
     return results
 
-  def predict_landmark_boxes(self, image: np.ndarray, landmark_boxes: np.ndarray
+  def predict_landmark_boxes(self, image: np.ndarray, landmark_boxes: np.ndarray, *,
+                             refine_passes: int | None = None,
+                             converged: float | None = None
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The faces of one image at given landmark boxes, with the crop they ended in.
 
     Args:
       image: uint8 (H, W, 3) RGB, already loaded (`load_image`).
       landmark_boxes: (k, 4) x0 y0 x1 y1 estimated landmark boxes (pixel centres).
+      refine_passes: the most re-crops (default: the predictor's `refine_passes`).
+      converged: stop re-cropping a face once its re-crop box would move by less
+        than this fraction of its size (`box_change`); None: always make every pass.
     Returns:
       landmarks float64 (k, n, 2) image pixels, pose float64 (k, 3) degrees, and the
-      landmark box (k, 4) of the last crop (after `refine_passes` re-crops).
+      landmark box (k, 4) of each face's last crop.
     """
     boxes = np.asarray(landmark_boxes, np.float64).reshape(-1, 4)
     if not len(boxes):
       n = self.model.num_landmarks
       return np.zeros((0, n, 2)), np.zeros((0, 3)), boxes
-    return self._search([image], [0] * len(boxes), boxes)
+    return self._search([image], [0] * len(boxes), boxes, refine_passes, converged)
 
   def _search(self, arrays: Sequence[np.ndarray], owners: Sequence[int],
-              landmark_box: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pass 1 at `landmark_box` (K, 4), then `refine_passes` re-crops (module doc).
+              landmark_box: np.ndarray, refine_passes: int | None = None,
+              converged: float | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pass 1 at `landmark_box` (K, 4), then up to `refine_passes` re-crops (module
+    doc), each of the faces whose box still moves by `converged` or more.
 
-    Returns landmarks (K, n, 2), pose (K, 3) and the last crop's landmark box (K, 4).
+    Returns landmarks (K, n, 2), pose (K, 3) and each face's last crop box (K, 4).
     """
+    passes = self.refine_passes if refine_passes is None else refine_passes
+    landmark_box = np.array(landmark_box, np.float64)
     landmarks, pose = self._predict_boxes(arrays, owners, landmark_box)
-    for _ in range(self.refine_passes):
-      landmark_box = np.stack([_guarded_box(b, l, self.model.eval_margin)
-                               for b, l in zip(landmark_box, landmarks)])
-      landmarks, pose = self._predict_boxes(arrays, owners, landmark_box)
+    active = np.arange(len(landmark_box))
+    for _ in range(passes):
+      boxes = np.stack([_guarded_box(landmark_box[k], landmarks[k], self.model.eval_margin)
+                        for k in active])
+      if converged is not None:
+        moving = box_change(landmark_box[active], boxes) >= converged
+        active, boxes = active[moving], boxes[moving]
+      if not len(active):
+        break
+      landmark_box[active] = boxes
+      landmarks[active], pose[active] = self._predict_boxes(
+          arrays, [owners[k] for k in active], boxes)
     return landmarks, pose, landmark_box
 
   def _predict_boxes(self, arrays: Sequence[np.ndarray], owners: Sequence[int],

@@ -7,8 +7,9 @@
 
 Per frame:
   1. each track is searched for from its landmarks in the previous frame: their
-     bounding box is the next landmark-box estimate (`Predictor.predict_landmark_boxes`,
-     with the predictor's re-crop passes); all tracks go through in one batch;
+     bounding box is the next landmark-box estimate (`Predictor.predict_landmark_boxes`),
+     re-cropped around the new landmarks until the crop settles (`refine_passes`,
+     `converged`); all tracks go through in one batch;
   2. a track is lost when its shape leaves its crop (the shape's centre outside the
      crop, or more than `max_outside` of the points outside it), collapses or blows up
      (its landmark box's size sqrt(w h) changes by more than `max_size_change` from
@@ -49,6 +50,11 @@ DEFAULT_MIN_CUTOFF = 1.0
 DEFAULT_BETA = 30.0
 POSE_SPEED_SCALE = 180.0 / math.pi  # degrees per radian.
 DEFAULT_FPS = 30.0  # time stamps when none are given: frame index / this.
+# A face that moved since the last frame is found off-centre in its crop and pulled
+# towards it; re-cropping until the crop settles removes that lag, and a still face
+# settles after its first pass (chosen on synthetic clips: docs/video.md).
+DEFAULT_REFINE_PASSES = 3
+DEFAULT_CONVERGED = 0.01
 
 
 def _size(box: np.ndarray) -> float:
@@ -134,6 +140,9 @@ class VideoPredictor:
     match_iou: a detection at least this close to a track is that track's face.
     forget_after: frames a lost track's id and place are kept for a recovery.
     fps: frames per second assumed for time stamps that are not given.
+    refine_passes, converged: each face is re-cropped around its predicted landmarks
+      until its crop moves by less than `converged` of its size, at most
+      `refine_passes` times (`Predictor.predict_landmark_boxes`; None: every pass).
 
   Attributes (counts since the last `reset`):
     frames, detector_calls, tracks_started, tracks_lost, recoveries.
@@ -145,11 +154,15 @@ class VideoPredictor:
                collapse: float = 0.7, size_memory: int = 15, min_size: float = 20.0,
                aspect_range: tuple[float, float] = (0.5, 2.5), min_inside: float = 0.6,
                min_score: float = 0.9, match_iou: float = 0.3, forget_after: int = 30,
-               fps: float = DEFAULT_FPS):
+               fps: float = DEFAULT_FPS, refine_passes: int = DEFAULT_REFINE_PASSES,
+               converged: float | None = DEFAULT_CONVERGED):
     if detect_every < 1:
       raise ValueError(f"detect_every must be >= 1, got {detect_every}")
     if fps <= 0:
       raise ValueError(f"fps must be > 0, got {fps}")
+    if refine_passes < 0 or (converged is not None and converged < 0):
+      raise ValueError(f"refine_passes and converged must be >= 0, got {refine_passes}, "
+                       f"{converged}")
     smoothing.OneEuroFilter(min_cutoff, beta)  # validates them.
     self.predictor = predictor
     self.detect_every = int(detect_every)
@@ -164,6 +177,7 @@ class VideoPredictor:
     self.match_iou = match_iou
     self.forget_after = forget_after
     self.fps = float(fps)
+    self.refine_passes, self.converged = int(refine_passes), converged
     self.reset()
 
   def reset(self) -> None:
@@ -203,7 +217,8 @@ class VideoPredictor:
     if not self._tracks:
       return False
     boxes = geometry.landmark_box(np.stack([t.landmarks for t in self._tracks]))
-    landmarks, pose, crops = self.predictor.predict_landmark_boxes(frame, boxes)
+    landmarks, pose, crops = self.predictor.predict_landmark_boxes(
+        frame, boxes, refine_passes=self.refine_passes, converged=self.converged)
     kept = []
     for track, points, angles, crop in zip(self._tracks, landmarks, pose, crops):
       if self._is_lost(points, crop, frame.shape, max(track.sizes[-self.size_memory:])):
@@ -259,7 +274,8 @@ class VideoPredictor:
            if not live or geometry.box_iou(estimates[k], np.stack(live)).max() < self.match_iou]
     if not new:
       return
-    landmarks, pose, crops = self.predictor.predict_landmark_boxes(frame, estimates[new])
+    landmarks, pose, crops = self.predictor.predict_landmark_boxes(
+        frame, estimates[new], refine_passes=self.refine_passes, converged=self.converged)
     for k, points, angles, crop in zip(new, landmarks, pose, crops):
       if self._is_lost(points, crop, frame.shape):
         continue

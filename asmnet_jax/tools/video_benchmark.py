@@ -208,11 +208,11 @@ def summarise(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure_fps(predictor: Predictor, frames: Sequence[np.ndarray], timestamps: np.ndarray,
-                detect_every: int, repeats: int = 2) -> dict[str, float]:
+                repeats: int = 2, **tracker_args) -> dict[str, float]:
   """The tracker's speed on `frames`, best of `repeats` after a warm-up: frames per
   second of wall time, and process CPU milliseconds per frame (all threads; less
   sensitive than wall time to other work on the machine)."""
-  video = tracking.VideoPredictor(predictor, detect_every=detect_every)
+  video = tracking.VideoPredictor(predictor, **tracker_args)
   run_clip(video, frames[:5], timestamps[:5])  # compiles every shape used.
   wall, cpu = float("inf"), float("inf")
   for _ in range(repeats):
@@ -269,6 +269,11 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_float("min_cutoff", tracking.DEFAULT_MIN_CUTOFF, "One Euro min cut-off (Hz).",
                      flag_values=fv)
   flags.DEFINE_float("beta", tracking.DEFAULT_BETA, "One Euro beta.", flag_values=fv)
+  flags.DEFINE_integer("refine_passes", tracking.DEFAULT_REFINE_PASSES, "Most re-crops "
+                       "per face and frame.", lower_bound=0, flag_values=fv)
+  flags.DEFINE_float("converged", tracking.DEFAULT_CONVERGED, "Stop re-cropping a face "
+                     "whose crop moves by less than this fraction of its size (0: every "
+                     "pass).", lower_bound=0.0, flag_values=fv)
   flags.DEFINE_boolean("flip_test", True, "Average each crop's prediction with its mirror "
                        "image's, as predict.py does by default.", flag_values=fv)
   flags.DEFINE_string("out", "video_benchmark.json", "JSON output.", flag_values=fv)
@@ -285,19 +290,21 @@ def _run(fv: flags.FlagValues) -> None:
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "machine": machine.machine_record(), "seeds": seeds,
       "clip": {"seconds": config.seconds, "fps": config.fps, "size": [config.width, config.height]},
-      "detect_every": fv.detect_every, "flip_test": fv.flip_test}
+      "detect_every": fv.detect_every, "flip_test": fv.flip_test,
+      "refine_passes": fv.refine_passes, "converged": fv.converged}
+  search = {"detect_every": fv.detect_every, "refine_passes": fv.refine_passes,
+            "converged": fv.converged}
   min_cutoff, beta = fv.min_cutoff, fv.beta
   if fv.tune:
     chosen, grid = tune(predictor, load_clips(tune_seeds, config), TUNE_MIN_CUTOFFS,
-                        TUNE_BETAS, detect_every=fv.detect_every)
+                        TUNE_BETAS, **search)
     record["tuning"] = {"seeds": tune_seeds, "grid": grid, "chosen": chosen}
     min_cutoff, beta = chosen["min_cutoff"], chosen["beta"]
   record["one_euro"] = {"min_cutoff": min_cutoff, "beta": beta}
   clips = load_clips(seeds, config)
   record["clips"] = {"count": len(clips), "two_face": sum(c.num_faces == 2 for c, _ in clips),
                      "frames": sum(c.num_frames for c, _ in clips)}
-  video = tracking.VideoPredictor(predictor, detect_every=fv.detect_every,
-                                  min_cutoff=min_cutoff, beta=beta)
+  video = tracking.VideoPredictor(predictor, min_cutoff=min_cutoff, beta=beta, **search)
   scores = [score_clip(clip, run_clip(video, frames, clip.timestamps)) for clip, frames in clips]
   record["figures"] = summarise(scores)
   record["per_clip"] = [{"seed": clip.seed, "faces": clip.num_faces, **{
@@ -311,8 +318,9 @@ def _run(fv: flags.FlagValues) -> None:
   clip, frames = clips[max(one_face)[1] if one_face else 0]
   record["speed"] = {
       "clip_seed": clip.seed, "load_avg_1min_before": round(os.getloadavg()[0], 2),
-      "tracking": measure_fps(predictor, frames, clip.timestamps, fv.detect_every),
-      "detect_every_frame": measure_fps(predictor, frames, clip.timestamps, 1)}
+      "tracking": measure_fps(predictor, frames, clip.timestamps, **search),
+      "detect_every_frame": measure_fps(predictor, frames, clip.timestamps,
+                                        **{**search, "detect_every": 1})}
   record["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
   print(json.dumps(record, indent=1))
   with open(fv.out, "w") as f:
