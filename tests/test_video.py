@@ -289,3 +289,44 @@ def test_pan_zoom_starts_on_the_whole_photo_and_zooms_about_its_centre():
   expected = ((1 - fy) * ((1 - fx) * p[y0][:, x0] + fx * p[y0][:, x0 + 1])
               + fy * ((1 - fx) * p[y0 + 1][:, x0] + fx * p[y0 + 1][:, x0 + 1]))
   np.testing.assert_allclose(last, expected, atol=1.5)  # OpenCV's fixed-point weights.
+
+
+class FakeCamera:
+  """Stands in for `cv2.VideoCapture(index)`: camera 0 gives the clip's frames (BGR)
+  without end, a frame count of 0 and no fps; other indices are not there."""
+
+  def __init__(self, frames, index):
+    self.frames, self.index, self.reads = frames, index, 0
+
+  def isOpened(self):  # pylint: disable=invalid-name
+    return self.index == 0
+
+  def get(self, prop):
+    h, w = self.frames[0].shape[:2]
+    return {cv2.CAP_PROP_FRAME_WIDTH: w, cv2.CAP_PROP_FRAME_HEIGHT: h}.get(prop, 0.0)
+
+  def read(self):
+    frame = self.frames[self.reads % len(self.frames)]
+    self.reads += 1
+    return True, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+
+  def release(self):
+    pass
+
+
+def test_camera_until_max_frames_and_a_missing_camera(run_predict, small_clip, tmp_path,
+                                                      monkeypatch):
+  _, frames = small_clip
+  from asmnet_jax.inference import video as video_io  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(video_io.cv2, "VideoCapture", lambda source: FakeCamera(frames, source))
+  status, err = run_predict("--camera", "0", "--max_frames", "5", "--out", str(tmp_path / "out"))
+  assert status == 0, err
+  records = _read_jsonl(tmp_path / "out" / "camera0.jsonl")
+  assert [r["frame"] for r in records] == list(range(5))
+  times = [r["time_s"] for r in records]  # wall-clock seconds since the first frame.
+  assert times[0] == pytest.approx(0.0, abs=0.5) and times == sorted(times)
+  assert all(len(r["faces"]) == 1 for r in records)
+  status, err = run_predict("--camera", "3", "--out", str(tmp_path / "missing"))
+  assert status == 2 and "camera 3: no camera at this index" in err
+  monkeypatch.undo()  # the real VideoCapture reads the MP4 back.
+  assert _frame_count(tmp_path / "out" / "camera0.mp4") == (5, (192.0, 144.0))
