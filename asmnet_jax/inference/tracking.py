@@ -46,8 +46,8 @@ from asmnet_jax.inference.predictor import Face, Predictor
 # One Euro defaults, chosen on synthetic clips (docs/video.md): a still face is
 # filtered at MIN_CUTOFF Hz; landmark speed is in face sizes per second, pose speed
 # in radians per second.
-DEFAULT_MIN_CUTOFF = 1.0
-DEFAULT_BETA = 30.0
+DEFAULT_MIN_CUTOFF = 2.0
+DEFAULT_BETA = 100.0
 POSE_SPEED_SCALE = 180.0 / math.pi  # degrees per radian.
 DEFAULT_FPS = 30.0  # time stamps when none are given: frame index / this.
 # A face that moved since the last frame is found off-centre in its crop and pulled
