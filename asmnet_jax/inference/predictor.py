@@ -18,7 +18,9 @@ A face box from a detector is not that box, so each face takes two passes:
   2. the crop is redone around the bounding box of the landmarks pass 1 predicted,
      with the same margin, i.e. exactly the evaluation crop, and the network run
      again. Its landmarks and pose are returned.
-`refine_passes` is the number of such re-crops (default 1; 0 returns pass 1).
+`refine_passes` is the number of such re-crops (default 1; 0 returns pass 1);
+`predict_landmark_boxes(..., converged=c)` stops re-cropping each face once its crop
+would move by less than c of its size (the video tracker's search).
 With `flip_test`, every crop also runs mirrored and the two predictions are averaged
 after mirroring the second back (`asmnet_jax.core.mirror`): twice the network time,
 and any left-right bias of the network cancels.
