@@ -157,6 +157,13 @@ def eval_normalized(landmarks: np.ndarray, margin: float) -> np.ndarray:
   return ((points - 0.5 * (box_lo + box_hi)) / (box_hi - box_lo)).astype(np.float32)
 
 
+def box_size(boxes: np.ndarray) -> np.ndarray:
+  """sqrt(width * height) of boxes (..., 4) x0 y0 x1 y1 -> (...,), each side floored at
+  1e-6 so that a degenerate box still divides."""
+  boxes = np.asarray(boxes, np.float64)
+  return np.sqrt(np.prod(np.maximum(boxes[..., 2:] - boxes[..., :2], 1e-6), axis=-1))
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   """Intersection over union of boxes a (k, 4) and b (m, 4), x0 y0 x1 y1 -> (k, m)."""
   a = np.asarray(a, np.float64).reshape(-1, 1, 4)

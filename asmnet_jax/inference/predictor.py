@@ -76,8 +76,7 @@ def _guarded_box(previous: np.ndarray, landmarks: np.ndarray, margin: float) -> 
 def box_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
   """How far boxes (..., 4) x0 y0 x1 y1 moved: the largest corner coordinate change
   over the size sqrt(w h) of `before` (...,)."""
-  size = np.sqrt(np.prod(np.maximum(before[..., 2:] - before[..., :2], 1e-6), axis=-1))
-  return np.abs(after - before).max(axis=-1) / size
+  return np.abs(after - before).max(axis=-1) / geometry.box_size(before)
 
 
 # ----------------------------------------------------------------------------------

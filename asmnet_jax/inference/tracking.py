@@ -59,7 +59,7 @@ DEFAULT_CONVERGED = 0.01
 
 def _size(box: np.ndarray) -> float:
   """sqrt(width * height) of a box x0 y0 x1 y1, pixels."""
-  return math.sqrt(float(np.prod(np.maximum(box[2:] - box[:2], 1e-6))))
+  return float(geometry.box_size(box))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,9 +106,9 @@ class TrackSmoother:
     """(landmarks (n, 2) px, pose (3,) degrees) at `seconds` -> their filtered values."""
     box = geometry.landmark_box(landmarks)
     centre, size = 0.5 * (box[:2] + box[2:]), _size(box)
+    shape = self.shape_filter((landmarks - centre) / size, seconds)
     centre = self.centre_filter(centre, seconds, speed_scale=size)
     size = math.exp(float(self.size_filter(np.log(size), seconds)))
-    shape = self.shape_filter((landmarks - 0.5 * (box[:2] + box[2:])) / _size(box), seconds)
     return (centre + size * shape,
             self.pose_filter(pose, seconds, speed_scale=POSE_SPEED_SCALE))
 

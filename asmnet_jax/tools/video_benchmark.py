@@ -230,12 +230,6 @@ def load_clips(seeds: Sequence[int], config: ClipConfig = ClipConfig()
   return [(clip, list(clip.frames())) for clip in (SyntheticClip(s, config) for s in seeds)]
 
 
-def evaluate(predictor: Predictor, clips, **tracker_args) -> dict[str, Any]:
-  video = tracking.VideoPredictor(predictor, **tracker_args)
-  scores = [score_clip(clip, run_clip(video, frames, clip.timestamps)) for clip, frames in clips]
-  return summarise(scores)
-
-
 def tune(predictor: Predictor, clips, min_cutoffs: Sequence[float], betas: Sequence[float],
          max_nme_cost: float = 0.1, **tracker_args
          ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
