@@ -111,7 +111,6 @@ def evaluate_checkpoint(workdir: str, splits: Sequence[str] | None = None,
   a damaged one is reported, moved aside, and the next older one is used.
   """
   config = config_lib.load_config(workdir)
-  checkpoints.step_dir(workdir, checkpoint)  # none at all: fails before any other work.
   path, tree = checkpoints.restore_workdir(workdir, checkpoint)
   step = int(os.path.basename(path))
   logging.info("Evaluating %s (step %d)", path, step)
