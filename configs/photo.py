@@ -5,11 +5,9 @@
 Builds `synthetic_faces/photo` (30000 + 1000 + 1000 faces in the photo style,
 `asmnet_jax.synthetic.photo`) and trains the default recipe (`configs/synthetic.py`:
 64 px crops, a short cosine schedule at a high learning rate) on it, a face seen 8
-times. 36 min on 2 shared CPU cores (build 11 min). Its model is *not* the bundled
-one yet: on the real-photo check set it scored 8.99 % NME against the default's
-8.50 % (docs/experiments.md, 2026-12-02), so `asmnet_jax/assets/pretrained/` still
-holds the default's weights. `python -m asmnet_jax.inference.pretrained --workdir
-workdirs/photo` would bundle it.
+times. 36 min on 2 shared CPU cores (build 11 min). On the real-photo check set it
+scored no better than the cartoon default (docs/experiments.md, 2026-12-02); the
+bundled model comes from `configs/mixed.py`, which mixes both styles.
 """
 
 from __future__ import annotations

@@ -215,7 +215,7 @@ def test_training_loop_with_on_device_augmentation(tiny_data_dir, tmp_path, monk
   with open(os.path.join(root, f"train-{size}px", "meta.json")) as f:
     meta = json.load(f)
   assert (meta["dataset"], meta["split"], meta["records"]) == ("synthetic_faces", "train", 48)
-  assert meta["version"] == "1.1.0" and meta["size"] == size
+  assert meta["version"] == "1.2.0" and meta["size"] == size
   with open(os.path.join(workdir, loop.METRICS_FILE)) as f:
     records = [json.loads(line) for line in f]
   assert [r["step"] for r in records if "loss" in r] == list(range(1, 7))

@@ -84,6 +84,36 @@ def test_mean_shape_frontal_face_is_the_projected_mean_face():
   np.testing.assert_allclose(centre, [(SIZE - 1) / 2] * 2, atol=1e-3)
 
 
+def test_real_proportions_resize_the_eyes_and_lengthen_the_nose_only():
+  from asmnet_jax.synthetic import shape  # pylint: disable=g-import-not-at-top
+
+  cfg = dataclasses.replace(sf.CLEAN_FRONTAL_CONFIG, real_proportions=True)
+  calibrated = sf.render_face(3, config=cfg)["points3d"]
+  mean = rotation.load_mean_face()
+  width = lambda p, a, b: abs(p[b, 0] - p[a, 0])  # pylint: disable=unnecessary-lambda-assignment
+  for corner_a, corner_b in ((36, 39), (42, 45)):
+    assert width(calibrated, corner_a, corner_b) == pytest.approx(
+        shape.EYE_SIZE * width(mean, corner_a, corner_b))
+  centre_x = lambda p, eye: p[eye, 0].mean()  # pylint: disable=unnecessary-lambda-assignment
+  for eye in shape.EYES:
+    assert centre_x(calibrated, eye) == pytest.approx(shape.EYE_SPACING * centre_x(mean, eye))
+  # The nose base drops by the stretch of the lower face plus its own shift.
+  eye_line = mean[36:48, 1].mean()
+  expected_y = mean[33, 1] + 0.03 * (mean[33, 1] - eye_line) + shape.NOSE_DROP
+  assert shape.LOWER_FACE_STRETCH == 1.03
+  assert calibrated[33, 1] == pytest.approx(expected_y)
+  assert width(calibrated, 31, 35) == pytest.approx(shape.NOSE_WIDTH * width(mean, 31, 35))
+  tip_at = (calibrated[30, 1] - calibrated[27, 1]) / (calibrated[33, 1] - calibrated[27, 1])
+  assert tip_at == pytest.approx(shape.NOSE_TIP_AT)
+  # Brows and depth stay where they were; the jaw only stretches downward.
+  np.testing.assert_array_equal(calibrated[17:27], mean[17:27])
+  np.testing.assert_array_equal(calibrated[:, 2], mean[:, 2])
+  np.testing.assert_array_equal(calibrated[:17, 0], mean[:17, 0])
+  assert np.all(calibrated[:17, 1] >= mean[:17, 1])
+  # The default config keeps the stored mean face (the cartoon data sets' geometry).
+  np.testing.assert_array_equal(sf.render_face(3, config=sf.CLEAN_FRONTAL_CONFIG)["points3d"], mean)
+
+
 @pytest.mark.parametrize("axis,sign_check", [
     ("yaw", lambda lm: lm[30, 0] > 0.5 * (lm[36, 0] + lm[45, 0]) + 5),  # Nose to +x.
     ("pitch", lambda lm: lm[30, 1] < 0.5 * (lm[36, 1] + lm[45, 1]) + 5),  # Nose up.
@@ -206,6 +236,6 @@ def test_render_jobs_alternate_presets_and_refuse_unknown_ones():
                   for i in range(5)]
   assert {preset for _, _, preset in b.render_jobs("train", 3, 64, "photo")} == {"photo"}
   mixed = {c.name: c for c in b.Builder.BUILDER_CONFIGS}["mixed"]
-  assert mixed.render == "cartoon+photo"
+  assert mixed.render == "cartoon_real+photo"
   with pytest.raises(ValueError, match="unknown render preset 'oil' in 'cartoon\\+oil'"):
     b.render_jobs("train", 2, 64, "cartoon+oil")

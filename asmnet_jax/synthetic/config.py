@@ -31,6 +31,10 @@ class RenderConfig:
     jaw_silhouette: label the jaw (points 0-16) on the visible face outline, as 300-W
       annotators do: a jaw point hidden behind the turned face moves along its mesh
       row to the silhouette (`render.label_points`). Off: the projected 3D jaw.
+    real_proportions: give the mean face the eye and nose proportions of photographed
+      faces (`shape.real_proportions_displacement`: smaller eyes set closer, a longer
+      and narrower nose) before identity and expression vary it. Off: the mean face
+      as stored, whose eyes are too large for real faces.
   """
   yaw: tuple[float, float] = (-60.0, 60.0)
   pitch: tuple[float, float] = (-30.0, 30.0)
@@ -49,6 +53,7 @@ class RenderConfig:
   supersample: int = 2
   style: str = "cartoon"
   jaw_silhouette: bool = False
+  real_proportions: bool = False
 
 
 DEFAULT_CONFIG = RenderConfig()
@@ -62,6 +67,9 @@ CLEAN_FRONTAL_CONFIG = RenderConfig(
 # at 1x: per-pixel shading needs no supersampling, and at 2x a face costs 2.2x the
 # time; the camera effects' blur and resampling soften the edges.
 PHOTO_CONFIG = RenderConfig(style="photo", jaw_silhouette=True, face_size=(0.45, 0.7),
-                            occluder_prob=0.2, supersample=1)
+                            occluder_prob=0.2, supersample=1, real_proportions=True)
+# The cartoon style in the photo style's proportions, to mix with it.
+CARTOON_REAL_CONFIG = dataclasses.replace(DEFAULT_CONFIG, real_proportions=True)
 # The presets by style name (`faces.py --style`, the dataset builder's `render`).
-PRESETS = {"cartoon": DEFAULT_CONFIG, "photo": PHOTO_CONFIG}
+PRESETS = {"cartoon": DEFAULT_CONFIG, "photo": PHOTO_CONFIG,
+           "cartoon_real": CARTOON_REAL_CONFIG}

@@ -188,15 +188,49 @@ def skull_grid(n_theta: int = 11, n_phi: int = 22) -> np.ndarray:
   return d
 
 
+# How photographed faces in the 300-W convention differ from the mean face, in
+# proportions of the jaw width (docs/experiments.md, 2026-12-02, night): smaller eyes
+# set closer together, a longer and narrower nose, a slightly longer lower face.
+EYE_SIZE = 0.86  # Each eye about its centre.
+EYE_SPACING = 0.95  # Eye centres' distance from the midline.
+LOWER_FACE_STRETCH = 1.03  # Vertical distances below the eye line.
+NOSE_DROP = 0.03  # Extra downward shift of the nose base, head units.
+NOSE_WIDTH = 0.9  # Nose base about the midline.
+NOSE_TIP_AT = 0.74  # Where the tip (30) sits from the root (27) to the base (33).
+
+
+def real_proportions_displacement(mean: np.ndarray) -> np.ndarray:
+  """Displacements (68, 3) that give the landmarks `mean` (68, 3) the eye and nose
+  proportions of photographed faces (the module constants above); x and y only."""
+  target = mean.copy()
+  for eye in EYES:
+    c = mean[eye, :2].mean(axis=0)
+    target[eye, :2] = c * [EYE_SPACING, 1.0] + (mean[eye, :2] - c) * EYE_SIZE
+  eye_line = float(mean[np.concatenate(EYES), 1].mean())
+  target[:, 1] += (LOWER_FACE_STRETCH - 1.0) * np.maximum(target[:, 1] - eye_line, 0.0)
+  # The base moves and narrows whole; the ridge points spread from the root (27)
+  # so that the tip sits near the base, as in frontal photographs.
+  target[NOSE_BASE, 1] += NOSE_DROP
+  along = (mean[NOSE_RIDGE, 1] - mean[27, 1]) / (mean[33, 1] - mean[27, 1])
+  along *= NOSE_TIP_AT / along[-1]
+  target[NOSE_RIDGE, 1] = target[27, 1] + along * (target[33, 1] - target[27, 1])
+  target[NOSE_BASE, 0] = mean[33, 0] + (mean[NOSE_BASE, 0] - mean[33, 0]) * NOSE_WIDTH
+  return target - mean
+
+
 def sample_deformation(rng: np.random.Generator, cfg: RenderConfig,
                        mean: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
   """Draws an identity and an expression for the landmarks `mean` (68, 3).
 
   Returns (landmark displacements (68, 3), per-axis scale of the whole head (3,),
   expression amounts {mouth_open, smile, closing (per eye)}). All zero / ones when
-  `cfg.identity_scale` and `cfg.expression_scale` are 0.
+  `cfg.identity_scale` and `cfg.expression_scale` are 0, except that with
+  `cfg.real_proportions` the displacements include `real_proportions_displacement`.
   """
   k, e = cfg.identity_scale, cfg.expression_scale
+  offset = (real_proportions_displacement(mean) if cfg.real_proportions
+            else np.zeros_like(mean))
+  mean = mean + offset  # Identity and expression vary the calibrated face.
   d = np.zeros_like(mean)
   x, y = mean[:, 0], mean[:, 1]
   n = lambda s: rng.normal(0.0, s)  # pylint: disable=unnecessary-lambda-assignment
@@ -251,7 +285,7 @@ def sample_deformation(rng: np.random.Generator, cfg: RenderConfig,
   brow_raise = e * (rng.uniform(-0.6, 1.0) if rng.random() < 0.4 else 0.0)
   apply_expression(d, mean, mouth_open, smile, closing, brow_raise)
   info.update(mouth_open=mouth_open, smile=smile, closing=closing)
-  return d, axis_scale, info
+  return d + offset, axis_scale, info
 
 
 def apply_expression(d: np.ndarray, mean: np.ndarray, mouth_open: float, smile: float,

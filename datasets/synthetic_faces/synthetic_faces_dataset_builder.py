@@ -70,11 +70,14 @@ def _render(args: tuple[int, int, str]) -> tuple[bytes, np.ndarray, np.ndarray]:
 class Builder(tfds.core.GeneratorBasedBuilder):
   """Synthetic faces: `train`, `validation` and `test`, with disjoint seeds."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("1.2.0")
   TEST_SPLITS = ("test",)  # What eval.py reports.
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
       "1.1.0": "A `validation` split (seeds 2**31 + i); train and test unchanged.",
+      "1.2.0": ("`photo` and `mixed`: faces in the eye and nose proportions of "
+                "photographed faces (`RenderConfig.real_proportions`); `mixed` "
+                "alternates `cartoon_real` and `photo`. The cartoon configs unchanged."),
   }
   BUILDER_CONFIGS = [
       SyntheticFacesConfig(
@@ -96,9 +99,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       SyntheticFacesConfig(
           name="mixed",
           description=("30000 train + 1000 validation + 1000 test faces, 128 px, "
-                       "alternately in the cartoon and the photo style."),
+                       "alternately in the cartoon and the photo style, both in the "
+                       "proportions of photographed faces."),
           num_train=30000, num_validation=1000, num_test=1000, image_size=128,
-          render="cartoon+photo"),
+          render="cartoon_real+photo"),
   ]
 
   def __init__(self, *, file_format=None, **kwargs):
