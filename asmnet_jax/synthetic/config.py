@@ -69,7 +69,8 @@ CLEAN_FRONTAL_CONFIG = RenderConfig(
 PHOTO_CONFIG = RenderConfig(style="photo", jaw_silhouette=True, face_size=(0.45, 0.7),
                             occluder_prob=0.2, supersample=1, real_proportions=True)
 # The cartoon style in the photo style's proportions, to mix with it.
-CARTOON_REAL_CONFIG = dataclasses.replace(DEFAULT_CONFIG, real_proportions=True)
+CARTOON_REAL_CONFIG = dataclasses.replace(DEFAULT_CONFIG, real_proportions=True,
+                                          jaw_silhouette=True)
 # The presets by style name (`faces.py --style`, the dataset builder's `render`).
 PRESETS = {"cartoon": DEFAULT_CONFIG, "photo": PHOTO_CONFIG,
            "cartoon_real": CARTOON_REAL_CONFIG}
