@@ -4,11 +4,12 @@
     python -m asmnet_jax.inference.pretrained --workdir workdirs/mixed
 
 Builds `synthetic_faces/mixed` (30000 + 1000 + 1000 faces at 128 px, alternately in
-the cartoon and the photo style) and trains the default recipe (`configs/synthetic.py`:
-64 px crops, a cosine schedule) on it for 14 epochs at half the default's peak
-learning rate, with half the training crops mirrored left-right. Expected: about
-5.6 % NME on its own validation split; 55 min on 2 shared CPU cores (19 of them
-building the dataset). Seed 0. Its figures: README and docs/experiments.md.
+the cartoon and the photo style, both in the proportions of photographed faces and
+with the jaw on the visible silhouette) and trains the default recipe
+(`configs/synthetic.py`: 64 px crops, a cosine schedule) on it for 14 epochs at half
+the default's peak learning rate, with half the training crops mirrored left-right.
+Expected: about 6.0 % NME on its own validation split; 34 min on 2 CPU cores (4.5 of
+them building the dataset). Seed 0. Its figures: README and docs/experiments.md.
 """
 
 from __future__ import annotations

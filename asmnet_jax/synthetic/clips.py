@@ -37,12 +37,12 @@ from asmnet_jax.synthetic import camera as camera_lib
 from asmnet_jax.synthetic import draw as dr
 from asmnet_jax.synthetic import render
 from asmnet_jax.synthetic import shape as sh
-from asmnet_jax.synthetic.config import DEFAULT_CONFIG
+from asmnet_jax.synthetic.config import CARTOON_REAL_CONFIG
 
-# The renderer's settings for clip faces: the default set's identities, without
-# occluders (a hand or glasses would have to move with the head) or clutter shapes
-# (the clip draws its own still background).
-CLIP_RENDER_CONFIG = dataclasses.replace(DEFAULT_CONFIG, occluder_prob=0.0, clutter=False)
+# The renderer's settings for clip faces: the cartoon style in the bundled model's
+# proportions and jaw convention, without occluders (a hand or glasses would have to
+# move with the head) or clutter shapes (the clip draws its own still background).
+CLIP_RENDER_CONFIG = dataclasses.replace(CARTOON_REAL_CONFIG, occluder_prob=0.0, clutter=False)
 
 
 @dataclasses.dataclass(frozen=True)
