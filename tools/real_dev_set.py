@@ -101,6 +101,9 @@ def dlib_sets(pkgs: str, out: str) -> None:
       points = [[p.x, p.y] for p in predictor(pixels, r).parts()]
       faces.append({"file": name, "box_xywh": [r.left(), r.top(), r.width(), r.height()],
                     "landmarks": points})
+    if not faces:
+      raise SystemExit(f"error: {pattern} {ending}: dlib found no face (another version "
+                       "of the package?)")
     full[name] = image
     full_faces += faces
     k = min(1.0, SMALL_FACE_PX / float(np.median([f["box_xywh"][2] for f in faces])))

@@ -68,7 +68,7 @@ CLEAN_FRONTAL_CONFIG = RenderConfig(
 # time; the camera effects' blur and resampling soften the edges.
 PHOTO_CONFIG = RenderConfig(style="photo", jaw_silhouette=True, face_size=(0.45, 0.7),
                             occluder_prob=0.2, supersample=1, real_proportions=True)
-# The cartoon style in the photo style's proportions, to mix with it.
+# The cartoon style in the photo style's proportions and jaw labelling, to mix with it.
 CARTOON_REAL_CONFIG = dataclasses.replace(DEFAULT_CONFIG, real_proportions=True,
                                           jaw_silhouette=True)
 # The presets by style name (`faces.py --style`, the dataset builder's `render`).
