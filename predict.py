@@ -188,9 +188,8 @@ def _run(fv: flags.FlagValues, paths: list[str]) -> int:
                                                    flip_test=flip_test)
     print(f"predict.py: {fv.checkpoint} checkpoint -> {predictor.model.source}",
           file=sys.stderr)
-  if fv.flip_test and not predictor.flip_test:
-    print(f"predict.py: the model's {predictor.model.num_landmarks} points have no mirror "
-          "map, so no flip test", file=sys.stderr)
+  if notice := predictor.flip_test_fallback_notice(fv.flip_test):
+    print(f"predict.py: {notice}", file=sys.stderr)
   os.makedirs(fv.out, exist_ok=True)
   status = _run_videos(fv, predictor, videos) if videos else cli.EXIT_OK
   if not paths:

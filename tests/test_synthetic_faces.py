@@ -84,7 +84,7 @@ def test_mean_shape_frontal_face_is_the_projected_mean_face():
   np.testing.assert_allclose(centre, [(SIZE - 1) / 2] * 2, atol=1e-3)
 
 
-def test_real_proportions_resize_the_eyes_and_lengthen_the_nose_only():
+def test_real_proportions_move_only_the_eyes_brows_nose_and_lower_face():
   from asmnet_jax.synthetic import shape  # pylint: disable=g-import-not-at-top
 
   cfg = dataclasses.replace(sf.CLEAN_FRONTAL_CONFIG, real_proportions=True)
@@ -105,8 +105,19 @@ def test_real_proportions_resize_the_eyes_and_lengthen_the_nose_only():
   assert width(calibrated, 31, 35) == pytest.approx(shape.NOSE_WIDTH * width(mean, 31, 35))
   tip_at = (calibrated[30, 1] - calibrated[27, 1]) / (calibrated[33, 1] - calibrated[27, 1])
   assert tip_at == pytest.approx(shape.NOSE_TIP_AT)
-  # Brows and depth stay where they were; the jaw only stretches downward.
-  np.testing.assert_array_equal(calibrated[17:27], mean[17:27])
+  # Brows: longer about their centres, whose x moves toward the midline, and the ends
+  # lower than the middle by the arch (in the calibrated face's inter-ocular units).
+  inter_ocular = np.linalg.norm(calibrated[45, :2] - calibrated[36, :2])
+  for brow in shape.BROWS:
+    outer, middle = brow[0], brow[2]
+    assert width(calibrated, brow[0], brow[-1]) == pytest.approx(
+        shape.BROW_LENGTH * width(mean, brow[0], brow[-1]))
+    assert centre_x(calibrated, brow) == pytest.approx(
+        shape.BROW_SPACING * centre_x(mean, brow))
+    assert calibrated[outer, 1] - calibrated[middle, 1] == pytest.approx(
+        shape.BROW_LENGTH * (mean[outer, 1] - mean[middle, 1])
+        + shape.BROW_ARCH * inter_ocular)
+  # Depth stays where it was; the jaw only stretches downward.
   np.testing.assert_array_equal(calibrated[:, 2], mean[:, 2])
   np.testing.assert_array_equal(calibrated[:17, 0], mean[:17, 0])
   assert np.all(calibrated[:17, 1] >= mean[:17, 1])

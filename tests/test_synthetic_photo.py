@@ -86,8 +86,9 @@ def test_photo_landmarks_are_the_projection_of_points3d(photos):
         atol=2e-3)
 
 
-def _scene(yaw: float, seed: int = 5):
-  cfg = dataclasses.replace(sf.PHOTO_CONFIG, yaw=(yaw, yaw), pitch=(0.0, 0.0), roll=(0.0, 0.0))
+def _scene(yaw: float, seed: int = 5, even_spacing: bool = False):
+  cfg = dataclasses.replace(sf.PHOTO_CONFIG, yaw=(yaw, yaw), pitch=(0.0, 0.0), roll=(0.0, 0.0),
+                            jaw_even_spacing=even_spacing)
   return render.sample_scene(seed, 96, cfg)
 
 
@@ -138,6 +139,30 @@ def test_hidden_jaw_slides_to_the_silhouette(yaw):
     # The label is within a sample spacing (of 14) of the densely found silhouette.
     best = (outward * dense[:, 0]).max()
     assert best - 0.6 <= outward * label[j, 0] <= best + 0.05
+
+
+@pytest.mark.parametrize("yaw", [0.0, 40.0])
+def test_even_spacing_keeps_the_jaw_on_its_outline_at_equal_steps(yaw):
+  """Evenly spaced jaw labels: the ends stay, the other points stay on the outline
+  through the silhouette labels, and neighbours are equally far apart on screen."""
+  plain, even = _scene(yaw), _scene(yaw, even_spacing=True)
+  np.testing.assert_allclose(even.points[17:], plain.points[17:], atol=0)
+  cam = plain.camera
+  before, after = cam.project(plain.points[:17]), cam.project(even.points[:17])
+  np.testing.assert_allclose(after[[0, 16]], before[[0, 16]], atol=1e-9)
+  # Independently: scipy's natural cubic spline through the silhouette labels, densely
+  # sampled, stands for the outline (the two curves differ by well under a pixel).
+  from scipy import interpolate  # pylint: disable=g-import-not-at-top
+
+  spline = interpolate.CubicSpline(np.arange(17), before, axis=0)
+  dense = spline(np.linspace(0.0, 16.0, 3201))
+  gaps = np.linalg.norm(after[:, None] - dense[None], axis=-1).min(axis=1)
+  assert gaps.max() < 0.3  # Pixels, on a face about 55 px wide.
+  steps = np.linalg.norm(np.diff(after, axis=0), axis=1)
+  assert steps.std() / steps.mean() < 0.03
+  # The stored mean face's spacing is far from even, so the test has something to move.
+  plain_steps = np.linalg.norm(np.diff(before, axis=0), axis=1)
+  assert plain_steps.std() / plain_steps.mean() > 0.1
 
 
 def test_curved_surface_points_are_the_rendered_subdivision():

@@ -557,9 +557,8 @@ def _run(fv: flags.FlagValues, args: list[str]) -> int:
   with cli.reported(PhotoScoringError):
     _usable_annotations(args[0])  # a wrong DATASET fails before the model loads.
   predictor = _predictor(fv)
-  if fv.flip_test and not getattr(predictor, "flip_test", True):
-    print(f"the model's {predictor.model.num_landmarks} points have no mirror map, so no "
-          "flip test", file=sys.stderr)
+  if notice := predictor.flip_test_fallback_notice(fv.flip_test):
+    print(notice, file=sys.stderr)
   with cli.reported(PhotoScoringError, status=cli.EXIT_FAILURE):
     scores = score_photos(predictor, args[0], fv.out, fv.boxes, draw=fv.draw)
   print(summary_text(scores, fv.out))

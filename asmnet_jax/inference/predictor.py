@@ -157,6 +157,14 @@ class Predictor:
         raise ValueError(f"flip_test: the model's {self.model.num_landmarks} points have no "
                          "mirror map (its run's dataset declares none)")
 
+  def flip_test_fallback_notice(self, requested: bool) -> str | None:
+    """The notice for a flip test asked for that this model cannot run (its points
+    have no mirror map, so "auto" fell back to one pass); None otherwise."""
+    if requested and not self.flip_test:
+      return (f"the model's {self.model.num_landmarks} points have no mirror map, so no "
+              "flip test")
+    return None
+
   @classmethod
   def from_workdir(cls, workdir: str, checkpoint: str = "best", **kwargs) -> Predictor:
     """From a train.py work directory ("best", "latest" or a step number; a damaged

@@ -31,6 +31,10 @@ class RenderConfig:
     jaw_silhouette: label the jaw (points 0-16) on the visible face outline, as 300-W
       annotators do: a jaw point hidden behind the turned face moves along its mesh
       row to the silhouette (`render.label_points`). Off: the projected 3D jaw.
+    jaw_even_spacing: then move jaw points 1-15 along that outline until all 17 are
+      evenly spaced on screen, as 300-W annotators space them
+      (`render.evenly_spaced_jaw`); the mean face's jaw points bunch toward the
+      cheeks and leave wide gaps beside the chin. Off: where the outline put them.
     real_proportions: give the mean face the eye and nose proportions of photographed
       faces (`shape.real_proportions_displacement`: smaller eyes set closer, a longer
       and narrower nose) before identity and expression vary it. Off: the mean face
@@ -53,6 +57,7 @@ class RenderConfig:
   supersample: int = 2
   style: str = "cartoon"
   jaw_silhouette: bool = False
+  jaw_even_spacing: bool = False
   real_proportions: bool = False
 
 
@@ -66,11 +71,12 @@ CLEAN_FRONTAL_CONFIG = RenderConfig(
 # face fills a wider range of the frame, as detector crops of real photos do. Drawn
 # at 1x: per-pixel shading needs no supersampling, and at 2x a face costs 2.2x the
 # time; the camera effects' blur and resampling soften the edges.
-PHOTO_CONFIG = RenderConfig(style="photo", jaw_silhouette=True, face_size=(0.45, 0.7),
-                            occluder_prob=0.2, supersample=1, real_proportions=True)
+PHOTO_CONFIG = RenderConfig(style="photo", jaw_silhouette=True, jaw_even_spacing=True,
+                            face_size=(0.45, 0.7), occluder_prob=0.2, supersample=1,
+                            real_proportions=True)
 # The cartoon style in the photo style's proportions and jaw labelling, to mix with it.
 CARTOON_REAL_CONFIG = dataclasses.replace(DEFAULT_CONFIG, real_proportions=True,
-                                          jaw_silhouette=True)
+                                          jaw_silhouette=True, jaw_even_spacing=True)
 # The presets by style name (`faces.py --style`, the dataset builder's `render`).
 PRESETS = {"cartoon": DEFAULT_CONFIG, "photo": PHOTO_CONFIG,
            "cartoon_real": CARTOON_REAL_CONFIG}

@@ -70,13 +70,15 @@ def label_points(vertices: np.ndarray, rot: np.ndarray, distance: float,
   `shape.curved_surface_points` that the photo style renders), i.e. it stays where it
   is while it is on the visible outline and slides onto the silhouette of the cheek
   once the turned face hides it, as 300-W annotators place it. The rule depends only
-  on the rotation and the camera distance (not on the image scale or shift).
+  on the rotation and the camera distance (not on the image scale or shift). With
+  `cfg.jaw_even_spacing` the jaw points are then spaced evenly along that outline
+  (`evenly_spaced_jaw`).
 
   Args:
     vertices: (V, 3) the deformed template, head frame.
     rot: (3, 3) head-to-camera rotation.
     distance: camera distance in face units.
-    cfg: the render config (`jaw_silhouette`).
+    cfg: the render config (`jaw_silhouette`, `jaw_even_spacing`).
   """
   points = vertices[:N]
   if not cfg.jaw_silhouette:
@@ -91,7 +93,40 @@ def label_points(vertices: np.ndarray, rot: np.ndarray, distance: float,
   best = np.argmax(side[:, None] * (p2 @ outward), axis=1)
   points = points.copy()
   points[sh.JAW] = rows[sh.JAW, best]
+  if cfg.jaw_even_spacing:
+    points[sh.JAW] = evenly_spaced_jaw(points[sh.JAW], rot, distance)
   return points
+
+
+def evenly_spaced_jaw(jaw: np.ndarray, rot: np.ndarray, distance: float,
+                      samples_per_segment: int = 32) -> np.ndarray:
+  """The jaw points moved along their outline until they are evenly spaced on screen.
+
+  The outline is the Catmull-Rom curve through the 17 points in the head frame;
+  points 0 and 16 stay, and point k goes to the fraction k / 16 of the curve's
+  projected length, which is how 300-W annotators space the jaw.
+
+  Args:
+    jaw: (17, 3) jaw points in the head frame (face units), in order.
+    rot: (3, 3) head-to-camera rotation.
+    distance: camera distance in face units (the perspective the spacing is seen in).
+    samples_per_segment: curve samples between two neighbouring points.
+
+  Returns:
+    (17, 3) points on the curve, head frame.
+  """
+  knots = np.concatenate([2 * jaw[:1] - jaw[1:2], jaw, 2 * jaw[-1:] - jaw[-2:-1]])
+  t = np.linspace(0.0, 1.0, samples_per_segment, endpoint=False)[:, None, None]
+  p0, p1, p2, p3 = knots[:-3], knots[1:-2], knots[2:-1], knots[3:]
+  # Uniform Catmull-Rom: passes through every point with a continuous tangent.
+  curve = 0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
+                 + (3 * p1 - p0 - 3 * p2 + p3) * t ** 3)  # (samples, 16, 3)
+  curve = np.concatenate([curve.transpose(1, 0, 2).reshape(-1, 3), jaw[-1:]])
+  cam = curve @ rot.T + [0.0, 0.0, distance]
+  screen = cam[:, :2] / cam[:, 2:3]
+  length = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(screen, axis=0), axis=1))]
+  targets = np.linspace(0.0, length[-1], len(jaw))
+  return np.stack([np.interp(targets, length, curve[:, k]) for k in range(3)], axis=1)
 
 
 def deformed_vertices(d: np.ndarray, axis_scale: np.ndarray) -> np.ndarray:

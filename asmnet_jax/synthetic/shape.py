@@ -189,19 +189,23 @@ def skull_grid(n_theta: int = 11, n_phi: int = 22) -> np.ndarray:
 
 
 # How photographed faces in the 300-W convention differ from the mean face, in
-# proportions of the jaw width (docs/experiments.md, 2026-12-02, night): smaller eyes
-# set closer together, a longer and narrower nose, a slightly longer lower face.
+# proportions of the jaw width (docs/experiments.md, 2026-12-02): smaller eyes set
+# closer together, a longer and narrower nose, a slightly longer lower face, and
+# longer, more arched brows whose inner ends come closer together.
 EYE_SIZE = 0.86  # Each eye about its centre.
 EYE_SPACING = 0.95  # Eye centres' distance from the midline.
 LOWER_FACE_STRETCH = 1.03  # Vertical distances below the eye line.
 NOSE_DROP = 0.03  # Extra downward shift of the nose base, head units.
 NOSE_WIDTH = 0.9  # Nose base about the midline.
 NOSE_TIP_AT = 0.74  # Where the tip (30) sits from the root (27) to the base (33).
+BROW_LENGTH = 1.2  # Each brow about its centre.
+BROW_SPACING = 0.95  # Brow centres' distance from the midline.
+BROW_ARCH = 0.03  # How much lower the brow ends sit than its middle, inter-ocular units.
 
 
 def real_proportions_displacement(mean: np.ndarray) -> np.ndarray:
-  """Displacements (68, 3) that give the landmarks `mean` (68, 3) the eye and nose
-  proportions of photographed faces (the module constants above); x and y only."""
+  """Displacements (68, 3) that give the landmarks `mean` (68, 3) the eye, nose and
+  brow proportions of photographed faces (the module constants above); x and y only."""
   target = mean.copy()
   for eye in EYES:
     c = mean[eye, :2].mean(axis=0)
@@ -215,6 +219,12 @@ def real_proportions_displacement(mean: np.ndarray) -> np.ndarray:
   along *= NOSE_TIP_AT / along[-1]
   target[NOSE_RIDGE, 1] = target[27, 1] + along * (target[33, 1] - target[27, 1])
   target[NOSE_BASE, 0] = mean[33, 0] + (mean[NOSE_BASE, 0] - mean[33, 0]) * NOSE_WIDTH
+  inter_ocular = float(np.linalg.norm(target[45, :2] - target[36, :2]))
+  arch = BROW_ARCH * inter_ocular * np.linspace(-1.0, 1.0, 5) ** 2
+  for brow in BROWS:
+    c = mean[brow, :2].mean(axis=0)
+    target[brow, :2] = c * [BROW_SPACING, 1.0] + (mean[brow, :2] - c) * BROW_LENGTH
+    target[brow, 1] += arch
   return target - mean
 
 

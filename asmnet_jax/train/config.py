@@ -169,7 +169,7 @@ def validate_config(config: ml_collections.ConfigDict, check_devices: bool = Tru
   for field in ("flip_probability", "occlusion_probability"):
     if not 0.0 <= config.input.get(field, 0.0) <= 1.0:
       raise ValueError(f"config.input.{field}={config.input[field]!r}: must be in [0, 1]")
-  lo, hi = config.input.get("occlusion_size", (0.1, 0.4))
+  lo, hi = config.input.get("occlusion_size", pipeline.InputConfig.occlusion_size)
   if not 0.0 < lo <= hi <= 1.0:
     raise ValueError(f"config.input.occlusion_size={(lo, hi)!r}: must be (lo, hi) with "
                      "0 < lo <= hi <= 1")
@@ -198,7 +198,8 @@ def input_config(config: ml_collections.ConfigDict) -> pipeline.InputConfig:
       # Runs stored before flips (occlusion, ...) existed lack the fields.
       flip_probability=config.input.get("flip_probability", 0.0),
       occlusion_probability=config.input.get("occlusion_probability", 0.0),
-      occlusion_size=tuple(config.input.get("occlusion_size", (0.1, 0.4))),
+      occlusion_size=tuple(config.input.get("occlusion_size",
+                                            pipeline.InputConfig.occlusion_size)),
       augment_on_device=config.input.get("augment_on_device", False),
       worker_count=config.input.worker_count,
       seed=config.seed)

@@ -70,7 +70,7 @@ def _render(args: tuple[int, int, str]) -> tuple[bytes, np.ndarray, np.ndarray]:
 class Builder(tfds.core.GeneratorBasedBuilder):
   """Synthetic faces: `train`, `validation` and `test`, with disjoint seeds."""
 
-  VERSION = tfds.core.Version("1.2.0")
+  VERSION = tfds.core.Version("1.3.0")
   TEST_SPLITS = ("test",)  # What eval.py reports.
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
@@ -78,6 +78,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       "1.2.0": ("`photo` and `mixed`: faces in the eye and nose proportions of "
                 "photographed faces (`RenderConfig.real_proportions`); `mixed` "
                 "alternates `cartoon_real` and `photo`. The cartoon configs unchanged."),
+      "1.3.0": ("`photo` and `mixed`: jaw points evenly spaced along the outline "
+                "(`RenderConfig.jaw_even_spacing`) and brows in the proportions of "
+                "photographed faces. The cartoon configs unchanged."),
   }
   BUILDER_CONFIGS = [
       SyntheticFacesConfig(
