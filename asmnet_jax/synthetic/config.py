@@ -31,8 +31,8 @@ class RenderConfig:
     jaw_silhouette: label the jaw (points 0-16) on the visible face outline, as 300-W
       annotators do: a jaw point hidden behind the turned face moves along its mesh
       row to the silhouette (`render.label_points`). Off: the projected 3D jaw.
-    jaw_even_spacing: then move jaw points 1-15 along that outline until all 17 are
-      evenly spaced on screen, as 300-W annotators space them
+    jaw_even_spacing: then move the jaw points along that outline until they are
+      evenly spaced on screen on each side of the chin, as 300-W annotators space them
       (`render.evenly_spaced_jaw`); the mean face's jaw points bunch toward the
       cheeks and leave wide gaps beside the chin. Off: where the outline put them.
     real_proportions: give the mean face the eye and nose proportions of photographed

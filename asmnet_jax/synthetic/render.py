@@ -102,9 +102,11 @@ def evenly_spaced_jaw(jaw: np.ndarray, rot: np.ndarray, distance: float,
                       samples_per_segment: int = 32) -> np.ndarray:
   """The jaw points moved along their outline until they are evenly spaced on screen.
 
-  The outline is the Catmull-Rom curve through the 17 points in the head frame;
-  points 0 and 16 stay, and point k goes to the fraction k / 16 of the curve's
-  projected length, which is how 300-W annotators space the jaw.
+  The outline is the Catmull-Rom curve through the 17 points in the head frame. The
+  ends (0, 16) and the chin (8) stay, and the points between them are spaced evenly
+  by projected length along each side, which is how 300-W annotators space the jaw
+  (spacing the whole outline at once would slide the chin point off the chin of a
+  turned face).
 
   Args:
     jaw: (17, 3) jaw points in the head frame (face units), in order.
@@ -125,7 +127,10 @@ def evenly_spaced_jaw(jaw: np.ndarray, rot: np.ndarray, distance: float,
   cam = curve @ rot.T + [0.0, 0.0, distance]
   screen = cam[:, :2] / cam[:, 2:3]
   length = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(screen, axis=0), axis=1))]
-  targets = np.linspace(0.0, length[-1], len(jaw))
+  chin = len(jaw) // 2
+  at_chin = length[chin * samples_per_segment]
+  targets = np.r_[np.linspace(0.0, at_chin, chin + 1)[:-1],
+                  np.linspace(at_chin, length[-1], len(jaw) - chin)]
   return np.stack([np.interp(targets, length, curve[:, k]) for k in range(3)], axis=1)
 
 
