@@ -35,10 +35,6 @@ class RenderConfig:
       evenly spaced on screen on each side of the chin, as 300-W annotators space them
       (`render.evenly_spaced_jaw`); the mean face's jaw points bunch toward the
       cheeks and leave wide gaps beside the chin. Off: where the outline put them.
-    brow_thickness: range of the brow's thickness at its inner end, face units (the
-      landmarks run along its upper fifth); None: the style's own (cartoon 0.035-0.06,
-      photo 0.035-0.065, 5-9 % of the inter-ocular distance, thinner than the brows of
-      photographed faces).
     real_proportions: give the mean face the eye and nose proportions of photographed
       faces (`shape.real_proportions_displacement`: smaller eyes set closer, a longer
       and narrower nose) before identity and expression vary it. Off: the mean face
@@ -62,13 +58,10 @@ class RenderConfig:
   style: str = "cartoon"
   jaw_silhouette: bool = False
   jaw_even_spacing: bool = False
-  brow_thickness: tuple[float, float] | None = None
   real_proportions: bool = False
 
 
 DEFAULT_CONFIG = RenderConfig()
-# Brows about as thick as photographed ones (7-14 % of the inter-ocular distance).
-REAL_BROW_THICKNESS = (0.05, 0.1)
 # Frontal, mean shape, neutral, centred, clean: for tests and for seeing the geometry.
 CLEAN_FRONTAL_CONFIG = RenderConfig(
     yaw=(0.0, 0.0), pitch=(0.0, 0.0), roll=(0.0, 0.0), identity_scale=0.0,
@@ -80,11 +73,10 @@ CLEAN_FRONTAL_CONFIG = RenderConfig(
 # time; the camera effects' blur and resampling soften the edges.
 PHOTO_CONFIG = RenderConfig(style="photo", jaw_silhouette=True, jaw_even_spacing=True,
                             face_size=(0.45, 0.7), occluder_prob=0.2, supersample=1,
-                            real_proportions=True, brow_thickness=REAL_BROW_THICKNESS)
+                            real_proportions=True)
 # The cartoon style in the photo style's proportions and jaw labelling, to mix with it.
 CARTOON_REAL_CONFIG = dataclasses.replace(DEFAULT_CONFIG, real_proportions=True,
-                                          jaw_silhouette=True, jaw_even_spacing=True,
-                                          brow_thickness=REAL_BROW_THICKNESS)
+                                          jaw_silhouette=True, jaw_even_spacing=True)
 # The presets by style name (`faces.py --style`, the dataset builder's `render`).
 PRESETS = {"cartoon": DEFAULT_CONFIG, "photo": PHOTO_CONFIG,
            "cartoon_real": CARTOON_REAL_CONFIG}

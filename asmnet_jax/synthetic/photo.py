@@ -715,7 +715,7 @@ class _PhotoFace:
     # Brows: many short strokes in the band under the landmarks, rising at the inner end.
     brow_mask = Image.new("L", (side, side))
     draw = ImageDraw.Draw(brow_mask)
-    thickness = rng.uniform(*(self.cfg.brow_thickness or (0.035, 0.065)))
+    thickness = rng.uniform(0.035, 0.065)
     width = max(1, int(round(0.6 * px)))
     body = int(rng.integers(40, 130))  # The skin seen through the hairs is darker too.
     for k, brow in enumerate(sh.BROWS):

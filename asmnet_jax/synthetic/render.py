@@ -430,7 +430,7 @@ class _Face:
   def brows(self) -> None:
     """Bands hanging below the landmark chains, thinner toward the tail."""
     look, v = self.look, self.v
-    thickness = self.rng.uniform(*(self.cfg.brow_thickness or (0.035, 0.06)))
+    thickness = self.rng.uniform(0.035, 0.06)
     for side, brow in enumerate(sh.BROWS):
       inner = np.linspace(0.0, 1.0, 5) if side == 0 else np.linspace(1.0, 0.0, 5)
       thick = thickness * (0.55 + 0.45 * inner)

@@ -79,9 +79,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 "photographed faces (`RenderConfig.real_proportions`); `mixed` "
                 "alternates `cartoon_real` and `photo`. The cartoon configs unchanged."),
       "1.3.0": ("`photo` and `mixed`: jaw points evenly spaced along the outline "
-                "(`RenderConfig.jaw_even_spacing`), brows in the proportions of "
-                "photographed faces and about as thick (`RenderConfig.brow_thickness`). "
-                "The cartoon configs unchanged."),
+                "(`RenderConfig.jaw_even_spacing`) and brows in the proportions of "
+                "photographed faces. The cartoon configs unchanged."),
   }
   BUILDER_CONFIGS = [
       SyntheticFacesConfig(
