@@ -35,9 +35,10 @@ class RenderConfig:
       evenly spaced on screen on each side of the chin, as 300-W annotators space them
       (`render.evenly_spaced_jaw`); the mean face's jaw points bunch toward the
       cheeks and leave wide gaps beside the chin. Off: where the outline put them.
-    real_proportions: give the mean face the eye and nose proportions of photographed
-      faces (`shape.real_proportions_displacement`: smaller eyes set closer, a longer
-      and narrower nose) before identity and expression vary it. Off: the mean face
+    real_proportions: give the mean face the eye, nose and brow proportions of
+      photographed faces (`shape.real_proportions_displacement`: smaller eyes set
+      closer, a longer and narrower nose, longer and more arched brows) before
+      identity and expression vary it. Off: the mean face
       as stored, whose eyes are too large for real faces.
   """
   yaw: tuple[float, float] = (-60.0, 60.0)

@@ -71,8 +71,8 @@ def label_points(vertices: np.ndarray, rot: np.ndarray, distance: float,
   is while it is on the visible outline and slides onto the silhouette of the cheek
   once the turned face hides it, as 300-W annotators place it. The rule depends only
   on the rotation and the camera distance (not on the image scale or shift). With
-  `cfg.jaw_even_spacing` the jaw points are then spaced evenly along that outline
-  (`evenly_spaced_jaw`).
+  `cfg.jaw_even_spacing` the jaw points are then spaced evenly along that outline on
+  each side of the chin (`evenly_spaced_jaw`).
 
   Args:
     vertices: (V, 3) the deformed template, head frame.
