@@ -125,6 +125,26 @@ def test_real_proportions_move_only_the_eyes_brows_nose_and_lower_face():
   np.testing.assert_array_equal(sf.render_face(3, config=sf.CLEAN_FRONTAL_CONFIG)["points3d"], mean)
 
 
+@pytest.mark.parametrize("style,seed", [("cartoon", 3), ("photo", 2)])
+def test_brows_below_labels_moves_the_drawn_brow_down_not_the_labels(style, seed):
+  renders = {flag: sf.render_face(seed, 192, dataclasses.replace(
+      sf.CLEAN_FRONTAL_CONFIG, style=style, brows_below_labels=flag)) for flag in (False, True)}
+  lm = renders[False]["landmarks"]
+  np.testing.assert_array_equal(renders[True]["landmarks"], lm)
+  columns = [18, 19, 20, 23, 24, 25]  # Brow points away from the ends.
+
+  def mean_luma(image, rows_from, rows_to):
+    grey = image.astype(np.float64).mean(-1)
+    return np.mean([grey[int(round(lm[i, 1])) + rows_from:int(round(lm[i, 1])) + rows_to,
+                         int(round(lm[i, 0]))].mean() for i in columns])
+
+  # Just under the labels the (dark) brow now covers more of the skin ...
+  assert mean_luma(renders[True]["image"], 2, 5) < mean_luma(renders[False]["image"], 2, 5) - 3
+  # ... and just above them it covers less (the photo style's hairs reached above).
+  above_on, above_off = (mean_luma(renders[flag]["image"], -4, -1) for flag in (True, False))
+  assert above_on > above_off + 5 if style == "photo" else above_on >= above_off - 1
+
+
 @pytest.mark.parametrize("axis,sign_check", [
     ("yaw", lambda lm: lm[30, 0] > 0.5 * (lm[36, 0] + lm[45, 0]) + 5),  # Nose to +x.
     ("pitch", lambda lm: lm[30, 1] < 0.5 * (lm[36, 1] + lm[45, 1]) + 5),  # Nose up.

@@ -35,6 +35,9 @@ class RenderConfig:
       evenly spaced on screen on each side of the chin, as 300-W annotators space them
       (`render.evenly_spaced_jaw`); the mean face's jaw points bunch toward the
       cheeks and leave wide gaps beside the chin. Off: where the outline put them.
+    brows_below_labels: draw each brow hanging below its landmarks, so that they run
+      along its visible upper edge as 300-W annotators place them. Off: the landmarks
+      run a fifth of the way down into the brow.
     real_proportions: give the mean face the eye, nose and brow proportions of
       photographed faces (`shape.real_proportions_displacement`: smaller eyes set
       closer, a longer and narrower nose, longer and more arched brows) before
@@ -59,6 +62,7 @@ class RenderConfig:
   style: str = "cartoon"
   jaw_silhouette: bool = False
   jaw_even_spacing: bool = False
+  brows_below_labels: bool = False
   real_proportions: bool = False
 
 
@@ -73,11 +77,12 @@ CLEAN_FRONTAL_CONFIG = RenderConfig(
 # at 1x: per-pixel shading needs no supersampling, and at 2x a face costs 2.2x the
 # time; the camera effects' blur and resampling soften the edges.
 PHOTO_CONFIG = RenderConfig(style="photo", jaw_silhouette=True, jaw_even_spacing=True,
-                            face_size=(0.45, 0.7), occluder_prob=0.2, supersample=1,
-                            real_proportions=True)
-# The cartoon style in the photo style's proportions and jaw labelling, to mix with it.
+                            brows_below_labels=True, face_size=(0.45, 0.7),
+                            occluder_prob=0.2, supersample=1, real_proportions=True)
+# The cartoon style in the photo style's proportions and labelling, to mix with it.
 CARTOON_REAL_CONFIG = dataclasses.replace(DEFAULT_CONFIG, real_proportions=True,
-                                          jaw_silhouette=True, jaw_even_spacing=True)
+                                          jaw_silhouette=True, jaw_even_spacing=True,
+                                          brows_below_labels=True)
 # The presets by style name (`faces.py --style`, the dataset builder's `render`).
 PRESETS = {"cartoon": DEFAULT_CONFIG, "photo": PHOTO_CONFIG,
            "cartoon_real": CARTOON_REAL_CONFIG}

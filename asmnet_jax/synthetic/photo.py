@@ -713,6 +713,9 @@ class _PhotoFace:
 
     masks = []
     # Brows: many short strokes in the band under the landmarks, rising at the inner end.
+    # With `brows_below_labels` the band starts a quarter of its thickness lower, about
+    # the height the strokes rise, so the hairs' tips reach up to the landmarks.
+    brow_top, brow_bottom = (0.25, 1.25) if self.cfg.brows_below_labels else (-0.2, 0.8)
     brow_mask = Image.new("L", (side, side))
     draw = ImageDraw.Draw(brow_mask)
     thickness = rng.uniform(0.035, 0.065)
@@ -721,7 +724,8 @@ class _PhotoFace:
     for k, brow in enumerate(sh.BROWS):
       pts = v[brow] if k == 0 else v[brow[::-1]]  # Outer (tail) to inner.
       thick = thickness * (0.55 + 0.45 * np.linspace(0.0, 1.0, 5))[:, None]
-      band = np.concatenate([pts + thick * [0.0, -0.2, 0.0], (pts + thick * [0.0, 0.8, 0.0])[::-1]])
+      band = np.concatenate([pts + thick * [0.0, brow_top, 0.0],
+                             (pts + thick * [0.0, brow_bottom, 0.0])[::-1]])
       if visible(pts.mean(axis=0, keepdims=True))[0]:
         draw.polygon(dr.flat(cam.project(band - [0.0, 0.0, 0.004])), fill=body)
       count = int(rng.integers(90, 170))
@@ -729,7 +733,7 @@ class _PhotoFace:
       s = np.linspace(0.0, 1.0, 5)
       base = np.stack([np.interp(t, s, pts[:, c]) for c in range(3)], axis=1)
       thick = thickness * (0.55 + 0.45 * t)
-      base[:, 1] += rng.uniform(-0.2, 0.8, count) * thick
+      base[:, 1] += rng.uniform(brow_top, brow_bottom, count) * thick
       base[:, 2] -= 0.004
       along = pts[0, :2] - pts[-1, :2]  # Inner toward the tail.
       along /= np.linalg.norm(along)

@@ -428,15 +428,17 @@ class _Face:
       self.painter.add(4, depth[i] + 0.05, dr.polygon(s2[i], cols[i]))
 
   def brows(self) -> None:
-    """Bands hanging below the landmark chains, thinner toward the tail."""
+    """Bands hanging below the landmark chains, thinner toward the tail; the labels run
+    along the band's upper edge with `brows_below_labels`, a fifth of the way in without."""
     look, v = self.look, self.v
     thickness = self.rng.uniform(0.035, 0.06)
+    below = 1.0 if self.cfg.brows_below_labels else 0.8  # Of the band, under the labels.
     for side, brow in enumerate(sh.BROWS):
       inner = np.linspace(0.0, 1.0, 5) if side == 0 else np.linspace(1.0, 0.0, 5)
       thick = thickness * (0.55 + 0.45 * inner)
       zeros = np.zeros(5)
-      top = v[brow] + np.stack([zeros, -0.2 * thick, zeros - 0.005], 1)
-      bottom = v[brow] + np.stack([zeros, 0.8 * thick, zeros - 0.005], 1)
+      top = v[brow] + np.stack([zeros, (below - 1.0) * thick, zeros - 0.005], 1)
+      bottom = v[brow] + np.stack([zeros, below * thick, zeros - 0.005], 1)
       band = self.cam.project(np.concatenate([top, bottom[::-1]]))
       colour = look.colour(look.brow, 0.6 + 0.4 * float(self.vshade[brow].mean()))
       self.feature(brow, [0.3 * (1 if side else -1), 0, -1], dr.polygon(band, colour), 0.08)
