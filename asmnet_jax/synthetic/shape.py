@@ -203,13 +203,19 @@ BROW_SPACING = 0.95  # Brow centres' distance from the midline.
 BROW_ARCH = 0.03  # How much lower the brow ends sit than its middle, inter-ocular units.
 
 
+def _resized_and_moved_in(points: np.ndarray, size: float, spacing: float) -> np.ndarray:
+  """`points` (k, 2) scaled by `size` about their centre, whose x (distance from the
+  midline x = 0) is scaled by `spacing`."""
+  c = points.mean(axis=0)
+  return c * [spacing, 1.0] + (points - c) * size
+
+
 def real_proportions_displacement(mean: np.ndarray) -> np.ndarray:
   """Displacements (68, 3) that give the landmarks `mean` (68, 3) the eye, nose and
   brow proportions of photographed faces (the module constants above); x and y only."""
   target = mean.copy()
   for eye in EYES:
-    c = mean[eye, :2].mean(axis=0)
-    target[eye, :2] = c * [EYE_SPACING, 1.0] + (mean[eye, :2] - c) * EYE_SIZE
+    target[eye, :2] = _resized_and_moved_in(mean[eye, :2], EYE_SIZE, EYE_SPACING)
   eye_line = float(mean[np.concatenate(EYES), 1].mean())
   target[:, 1] += (LOWER_FACE_STRETCH - 1.0) * np.maximum(target[:, 1] - eye_line, 0.0)
   # The base moves and narrows whole; the ridge points spread from the root (27)
@@ -222,8 +228,7 @@ def real_proportions_displacement(mean: np.ndarray) -> np.ndarray:
   inter_ocular = float(np.linalg.norm(target[45, :2] - target[36, :2]))
   arch = BROW_ARCH * inter_ocular * np.linspace(-1.0, 1.0, 5) ** 2
   for brow in BROWS:
-    c = mean[brow, :2].mean(axis=0)
-    target[brow, :2] = c * [BROW_SPACING, 1.0] + (mean[brow, :2] - c) * BROW_LENGTH
+    target[brow, :2] = _resized_and_moved_in(mean[brow, :2], BROW_LENGTH, BROW_SPACING)
     target[brow, 1] += arch
   return target - mean
 
