@@ -23,7 +23,9 @@ detector unless --landmark_boxes_json gives boxes. See
 
 A video (a file with a video extension, or --camera N) is tracked frame by frame
 (`asmnet_jax.inference.tracking`: the detector on the first frame, on a lost track
-and every --detect_every frames; a One Euro filter on each face unless --nosmooth)
+and every --detect_every frames; unless --nosmooth, each face's landmarks are carried
+by optical flow and pulled toward the network's, or One Euro filtered with --noflow,
+and its pose One Euro filtered)
 and gives OUT/<name>.mp4 (landmarks, pose axes, track ids) and OUT/<name>.jsonl, one
 record per frame: {"frame": i, "time_s": t, "faces": [{"track_id": k, "box": ...,
 "score": ..., "pose_deg": ..., "landmarks": ...}]} (`asmnet_jax.inference.video`).
@@ -50,6 +52,7 @@ from asmnet_jax import cli
 from asmnet_jax.data import images
 from asmnet_jax.evaluate import plots
 from asmnet_jax.inference import predictor as inference
+from asmnet_jax.inference import flow as flow_smoothing
 from asmnet_jax.inference import pretrained
 from asmnet_jax.inference import tracking
 from asmnet_jax.inference import video as video_io
@@ -117,8 +120,18 @@ def define_flags(fv: flags.FlagValues) -> None:
                        "Ctrl-C or --max_frames.", lower_bound=0, flag_values=fv)
   flags.DEFINE_integer("detect_every", 10, "Videos: run the face detector at least every "
                        "this many frames (1: on every frame).", lower_bound=1, flag_values=fv)
-  flags.DEFINE_boolean("smooth", True, "Videos: One Euro filter each face's landmarks and "
-                       "pose (--nosmooth: raw network output).", flag_values=fv)
+  flags.DEFINE_boolean("smooth", True, "Videos: smooth each face's landmarks and pose "
+                       "(--nosmooth: raw network output).", flag_values=fv)
+  flags.DEFINE_boolean("flow", True, "Videos: smooth the landmarks by carrying them with "
+                       "the image's optical flow (--noflow: a One Euro filter).",
+                       flag_values=fv)
+  flags.DEFINE_float("flow_floor", flow_smoothing.DEFAULT_FLOOR, "Videos: the flow "
+                     "smoother's least weight of the network's landmarks (lower: steadier).",
+                     lower_bound=1e-6, upper_bound=1.0, flag_values=fv)
+  flags.DEFINE_float("flow_tolerance", flow_smoothing.DEFAULT_TOLERANCE, "Videos: "
+                     "disagreement between carried and network landmarks, in face sizes, "
+                     "at which the network's are taken (lower: less lag).", lower_bound=1e-6,
+                     flag_values=fv)
   flags.DEFINE_float("min_cutoff", tracking.DEFAULT_MIN_CUTOFF, "Videos: One Euro cut-off "
                      "for a still face, Hz (lower: steadier, more lag).", lower_bound=1e-6,
                      flag_values=fv)
@@ -136,6 +149,8 @@ def _run_videos(fv: flags.FlagValues, predictor: inference.Predictor,
   with cli.reported(video_io.VideoError):
     streams = [video_io.open_video(source) for source in sources]
   tracker = tracking.VideoPredictor(predictor, detect_every=fv.detect_every, smooth=fv.smooth,
+                                    flow=fv.flow, flow_floor=fv.flow_floor,
+                                    flow_tolerance=fv.flow_tolerance,
                                     min_cutoff=fv.min_cutoff, beta=fv.beta)
   names = _drawing_names([f"camera{s}" if isinstance(s, int) else s for s in sources])
   status = cli.EXIT_OK

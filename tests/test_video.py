@@ -123,6 +123,46 @@ def test_lost_track_triggers_detection_and_gets_its_id_back():
   assert fake.search == (tracking.DEFAULT_REFINE_PASSES, tracking.DEFAULT_CONVERGED)
 
 
+class NoisyStillFace:
+  """A still textured face whose network output trembles by 0.5 px (seeded)."""
+
+  def __init__(self, shape):
+    self.shape, self.rng = shape, np.random.default_rng(7)
+    self.model = types.SimpleNamespace(eval_margin=0.05, num_landmarks=68)
+    self.box_mapping = detection.IDENTITY_MAPPING
+
+  def detector(self, frame):
+    return detection.Detections(geometry.landmark_box(self.shape)[None].astype(np.float32),
+                                np.array([0.99], np.float32))
+
+  def predict_landmark_boxes(self, frame, boxes, refine_passes=None, converged=None):
+    out = self.shape + self.rng.normal(0.0, 0.5, (len(boxes),) + self.shape.shape)
+    return out, np.zeros((len(boxes), 3)), np.asarray(boxes)
+
+
+@pytest.mark.parametrize("flow", [True, False])
+def test_smoothing_steadies_a_still_face_with_flow_or_one_euro(flow):
+  rng = np.random.default_rng(2)
+  texture = cv2.GaussianBlur(rng.random((200, 200)).astype(np.float32), (0, 0), 2.0)
+  frame = np.repeat((255 * (texture - texture.min()) / np.ptp(texture)).astype(np.uint8)
+                    [..., None], 3, axis=-1)
+  shape = rng.uniform(60.0, 140.0, (68, 2))
+  video = tracking.VideoPredictor(NoisyStillFace(shape), flow=flow)
+  out = [video(frame)[0] for _ in range(30)]
+  raw = np.stack([face.raw_landmarks for face in out])
+  smooth = np.stack([face.landmarks for face in out])
+  raw_jitter = np.linalg.norm(np.diff(raw, axis=0), axis=-1).mean()
+  smooth_jitter = np.linalg.norm(np.diff(smooth, axis=0), axis=-1).mean()
+  # The flow smoother averages over about 1 / floor = 20 frames; One Euro at 2 Hz
+  # and 30 frames/s keeps 0.3 of each new sample.
+  assert smooth_jitter < (0.3 if flow else 0.6) * raw_jitter
+  if not flow:  # One Euro on the landmarks, as TrackSmoother does without a flow smoother.
+    reference = tracking.TrackSmoother()
+    expected = [reference(face.raw_landmarks.astype(np.float64), np.zeros(3), k / 30.0)[0]
+                for k, face in enumerate(out)]
+    np.testing.assert_allclose(smooth, np.stack(expected), atol=1e-3)
+
+
 def test_clips_are_deterministic_with_exits_and_two_faces():
   config = ClipConfig(seconds=3.0, fps=10.0, width=320, height=240, two_face_prob=1.0,
                       supersample=1)

@@ -24,9 +24,11 @@ Per frame:
      landmark box overlaps a live track (IoU >= `match_iou`) is that face already;
      the others start tracks, and one that starts where a track was lost within the
      last `forget_after` frames takes back that track's id;
-  4. each track's landmarks and pose go through its own One Euro filter
-     (`asmnet_jax.inference.smoothing`) unless smoothing is off. The next crop comes
-     from the raw landmarks, so the filter's lag never drags the crop behind the face.
+  4. unless smoothing is off, each track's landmarks are carried from the last frame
+     by the image's optical flow and pulled toward the network's
+     (`asmnet_jax.inference.flow`), or, with `flow=False`, One Euro filtered
+     (`asmnet_jax.inference.smoothing`); its pose is One Euro filtered. The next crop
+     comes from the raw landmarks, so smoothing never drags the crop behind the face.
 
 Coordinates and angles are the `Predictor`'s (`asmnet_jax.inference.predictor`).
 """
@@ -37,9 +39,11 @@ import dataclasses
 import math
 from typing import Any
 
+import cv2
 import numpy as np
 
 from asmnet_jax.core import geometry
+from asmnet_jax.inference import flow as flow_lib
 from asmnet_jax.inference import smoothing
 from asmnet_jax.inference.predictor import Face, Predictor
 
@@ -87,7 +91,8 @@ class TrackedFace:
 
 
 class TrackSmoother:
-  """One face's One Euro filters, all with the same parameters.
+  """One face's smoothing: One Euro filters, all with the same parameters, and, given
+  a `flow_lib.FlowSmoother`, that for the landmarks instead.
 
   The landmarks are split into where the face is and the shape it has: their box
   centre (speed in face sizes per second), the log of the box size sqrt(w h), and
@@ -97,20 +102,27 @@ class TrackSmoother:
   speed is in radians per second.
   """
 
-  def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA):
+  def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+               flow: flow_lib.FlowSmoother | None = None):
     self.centre_filter, self.size_filter, self.shape_filter, self.pose_filter = (
         smoothing.OneEuroFilter(min_cutoff, beta) for _ in range(4))
+    self.flow = flow
 
-  def __call__(self, landmarks: np.ndarray, pose: np.ndarray, seconds: float
+  def __call__(self, landmarks: np.ndarray, pose: np.ndarray, seconds: float,
+               frames: tuple[np.ndarray | None, np.ndarray] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-    """(landmarks (n, 2) px, pose (3,) degrees) at `seconds` -> their filtered values."""
+    """(landmarks (n, 2) px, pose (3,) degrees) at `seconds` -> their smoothed values;
+    `frames`: (the previous grey frame or None, this grey frame), which the flow
+    smoother needs (without them the landmarks are One Euro filtered)."""
+    pose = self.pose_filter(pose, seconds, speed_scale=POSE_SPEED_SCALE)
+    if self.flow is not None and frames is not None:
+      return self.flow(*frames, landmarks), pose
     box = geometry.landmark_box(landmarks)
     centre, size = 0.5 * (box[:2] + box[2:]), _size(box)
     shape = self.shape_filter((landmarks - centre) / size, seconds)
     centre = self.centre_filter(centre, seconds, speed_scale=size)
     size = math.exp(float(self.size_filter(np.log(size), seconds)))
-    return (centre + size * shape,
-            self.pose_filter(pose, seconds, speed_scale=POSE_SPEED_SCALE))
+    return centre + size * shape, pose
 
 
 @dataclasses.dataclass
@@ -130,7 +142,10 @@ class VideoPredictor:
     predictor: the `Predictor` (its model, detector, box mapping, re-crop passes).
     detect_every: run the detector at least every this many frames (>= 1; 1 detects
       on every frame).
-    smooth: One Euro filter the output (False: raw network output).
+    smooth: smooth the output (False: raw network output).
+    flow: smooth the landmarks with optical flow (`flow_lib.FlowSmoother`); False: One
+      Euro filter them like the pose.
+    flow_floor, flow_tolerance: the flow smoother's parameters.
     min_cutoff, beta: the One Euro filter's parameters (`smoothing.OneEuroFilter`).
     max_outside, max_size_change, collapse, size_memory, min_size, aspect_range,
       min_inside: the loss tests (module doc).
@@ -149,6 +164,8 @@ class VideoPredictor:
   """
 
   def __init__(self, predictor: Predictor, *, detect_every: int = 10, smooth: bool = True,
+               flow: bool = True, flow_floor: float = flow_lib.DEFAULT_FLOOR,
+               flow_tolerance: float = flow_lib.DEFAULT_TOLERANCE,
                min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
                max_outside: float = 0.25, max_size_change: float = 1.6,
                collapse: float = 0.7, size_memory: int = 15, min_size: float = 20.0,
@@ -164,9 +181,11 @@ class VideoPredictor:
       raise ValueError(f"refine_passes and converged must be >= 0, got {refine_passes}, "
                        f"{converged}")
     smoothing.OneEuroFilter(min_cutoff, beta)  # validates them.
+    flow_lib.FlowSmoother(flow_floor, flow_tolerance)  # validates them.
     self.predictor = predictor
     self.detect_every = int(detect_every)
     self.smooth = smooth
+    self.flow, self.flow_floor, self.flow_tolerance = flow, float(flow_floor), float(flow_tolerance)
     self.min_cutoff, self.beta = float(min_cutoff), float(beta)
     self.max_outside = max_outside
     self.max_size_change = max_size_change
@@ -186,6 +205,7 @@ class VideoPredictor:
     self._lost: list[tuple[int, np.ndarray, int]] = []  # (id, landmark box, frame).
     self._next_id = 0
     self._last_detection: int | None = None
+    self._frames: tuple[np.ndarray | None, np.ndarray] | None = None  # grey, for the flow.
     self.frames = 0
     self.detector_calls = 0
     self.tracks_started = 0
@@ -201,6 +221,9 @@ class VideoPredictor:
     index = self.frames
     self.frames += 1
     seconds = index / self.fps if timestamp is None else float(timestamp)
+    if self.smooth and self.flow:
+      previous = self._frames[1] if self._frames is not None else None
+      self._frames = (previous, cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
     lost_now = self._follow(frame, index)
     due = (self._last_detection is None
            or index - self._last_detection >= self.detect_every or lost_now)
@@ -299,12 +322,15 @@ class VideoPredictor:
     return self._next_id - 1
 
   def _smoother(self) -> TrackSmoother | None:
-    return TrackSmoother(self.min_cutoff, self.beta) if self.smooth else None
+    if not self.smooth:
+      return None
+    flow = flow_lib.FlowSmoother(self.flow_floor, self.flow_tolerance) if self.flow else None
+    return TrackSmoother(self.min_cutoff, self.beta, flow)
 
   def _output(self, track: _Track, seconds: float) -> TrackedFace:
     landmarks, pose = track.landmarks, track.pose
     if track.smoother is not None:
-      landmarks, pose = track.smoother(landmarks, pose, seconds)
+      landmarks, pose = track.smoother(landmarks, pose, seconds, self._frames)
     return TrackedFace(landmarks.astype(np.float32), pose.astype(np.float32),
                        geometry.landmark_box(landmarks).astype(np.float32), track.score,
                        track.track_id, track.landmarks.astype(np.float32),

@@ -30,9 +30,10 @@ default detector and, as `predict.py` runs it, test-time flips (--noflip_test: o
 A predicted face is on a true face when their landmark boxes overlap with IoU >= 0.3
 (the best such pair first).
 
---tune grid-searches the One Euro parameters on --tune_seeds (never the reported
-seeds) for the least smoothed jitter whose NME is within 0.1 points of raw, and
-prints the grid. Prints one JSON object and writes it, with the date and the
+--tune grid-searches on --tune_seeds (never the reported seeds) the One Euro
+parameters (the landmarks filtered with --noflow, and the pose), then the flow
+smoother's (`asmnet_jax.inference.flow`), each for the least smoothed jitter whose NME
+is within 0.1 points of raw, and prints the grids. Prints one JSON object and writes it, with the date and the
 machine, to --out.
 """
 
@@ -47,12 +48,14 @@ import sys
 import time
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 from absl import flags
 
 from asmnet_jax import cli
 from asmnet_jax.core import geometry
 from asmnet_jax.core.metrics import OUTER_EYE_CORNERS
+from asmnet_jax.inference import flow as flow_lib
 from asmnet_jax.inference import tracking
 from asmnet_jax.inference.predictor import Predictor
 from asmnet_jax.runtime import machine
@@ -63,6 +66,8 @@ STILL = 0.005  # a still face: no true landmark moves 0.5 % of the IOD between f
 MOTION_BANDS = (0.0, 0.005, 0.02, 0.05, float("inf"))  # true motion, fractions of the IOD.
 TUNE_MIN_CUTOFFS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 TUNE_BETAS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
+TUNE_FLOW_FLOORS = (0.02, 0.05, 0.1, 0.2)
+TUNE_FLOW_TOLERANCES = (0.03, 0.05, 0.1)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -82,19 +87,30 @@ def run_clip(video: tracking.VideoPredictor, frames: Sequence[np.ndarray],
 
 
 def resmooth(output: list[list[tracking.TrackedFace]], timestamps: np.ndarray,
-             min_cutoff: float, beta: float) -> list[list[tracking.TrackedFace]]:
+             min_cutoff: float, beta: float, frames: Sequence[np.ndarray] | None = None,
+             flow_floor: float = flow_lib.DEFAULT_FLOOR,
+             flow_tolerance: float = flow_lib.DEFAULT_TOLERANCE
+             ) -> list[list[tracking.TrackedFace]]:
   """The tracker's output smoothed anew from its raw landmarks and pose, as the tracker
-  would with these One Euro parameters (a track that reappears starts a new filter);
-  the crops come from the raw landmarks, so the raw output does not depend on them."""
+  would with these parameters (a track that reappears starts a new smoother); with
+  `frames` (the clip's RGB frames) the landmarks go through the flow smoother, else
+  through One Euro filters. The crops come from the raw landmarks, so the raw output
+  does not depend on the smoothing."""
   smoothers: dict[int, tracking.TrackSmoother] = {}
   out = []
-  for faces, seconds in zip(output, timestamps):
-    smoothers = {f.track_id: smoothers.get(f.track_id) or tracking.TrackSmoother(min_cutoff, beta)
+  grey = None
+  for t, (faces, seconds) in enumerate(zip(output, timestamps)):
+    smoothers = {f.track_id: smoothers.get(f.track_id) or tracking.TrackSmoother(
+        min_cutoff, beta,
+        flow_lib.FlowSmoother(flow_floor, flow_tolerance) if frames is not None else None)
                  for f in faces}
+    if frames is not None:
+      grey = (grey[1] if grey else None, cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY))
     row = []
     for face in faces:
       landmarks, pose = smoothers[face.track_id](face.raw_landmarks.astype(np.float64),
-                                                 face.raw_pose.astype(np.float64), seconds)
+                                                 face.raw_pose.astype(np.float64), seconds,
+                                                 grey)
       row.append(dataclasses.replace(face, landmarks=landmarks.astype(np.float32),
                                      pose=pose.astype(np.float32),
                                      box=geometry.landmark_box(landmarks).astype(np.float32)))
@@ -230,33 +246,56 @@ def load_clips(seeds: Sequence[int], config: ClipConfig = ClipConfig()
   return [(clip, list(clip.frames())) for clip in (SyntheticClip(s, config) for s in seeds)]
 
 
-def tune(predictor: Predictor, clips, min_cutoffs: Sequence[float], betas: Sequence[float],
-         max_nme_cost: float = 0.1, **tracker_args
-         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-  """The grid of One Euro parameters on `clips` and the chosen entry (module doc)."""
-  video = tracking.VideoPredictor(predictor, smooth=False, **tracker_args)
-  raw = [run_clip(video, frames, clip.timestamps) for clip, frames in clips]
+def _grid_search(clips, raw, settings: Sequence[dict[str, float]], max_nme_cost: float,
+                 with_frames: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+  """Each of `settings` (`resmooth` keywords) scored on the clips; the least smoothed
+  jitter within `max_nme_cost` points of the raw NME."""
   grid = []
-  for min_cutoff in min_cutoffs:
-    for beta in betas:
-      figures = summarise([score_clip(clip, resmooth(output, clip.timestamps, min_cutoff, beta))
-                           for (clip, _), output in zip(clips, raw)])
-      grid.append({"min_cutoff": min_cutoff, "beta": beta, **{
-          k: figures[k] for k in ("jitter_pct_raw", "jitter_pct_smoothed", "jitter_ratio",
-                                  "still_jitter_pct_raw", "still_jitter_pct_smoothed",
-                                  "nme_pct_raw", "nme_pct_smoothed", "nme_cost_pct")}})
-      print(json.dumps(grid[-1]), file=sys.stderr, flush=True)
+  for setting in settings:
+    figures = summarise([
+        score_clip(clip, resmooth(output, clip.timestamps,
+                                  frames=frames if with_frames else None, **setting))
+        for (clip, frames), output in zip(clips, raw)])
+    grid.append({**setting, **{
+        k: figures[k] for k in ("jitter_pct_raw", "jitter_pct_smoothed", "jitter_ratio",
+                                "still_jitter_pct_raw", "still_jitter_pct_smoothed",
+                                "nme_pct_raw", "nme_pct_smoothed", "nme_cost_pct")}})
+    print(json.dumps(grid[-1]), file=sys.stderr, flush=True)
   fine = [g for g in grid if g["nme_cost_pct"] <= max_nme_cost] or grid
   return min(fine, key=lambda g: g["jitter_pct_smoothed"]), grid
+
+
+def tune(predictor: Predictor, clips, min_cutoffs: Sequence[float], betas: Sequence[float],
+         floors: Sequence[float] = TUNE_FLOW_FLOORS,
+         tolerances: Sequence[float] = TUNE_FLOW_TOLERANCES, max_nme_cost: float = 0.1,
+         **tracker_args) -> dict[str, Any]:
+  """The grids on `clips` and the chosen entries (module doc): {"one_euro": (chosen,
+  grid), "flow": (chosen, grid)}; the flow grid uses the chosen One Euro parameters."""
+  video = tracking.VideoPredictor(predictor, smooth=False, **tracker_args)
+  raw = [run_clip(video, frames, clip.timestamps) for clip, frames in clips]
+  one_euro = _grid_search(clips, raw, [{"min_cutoff": c, "beta": b} for c in min_cutoffs
+                                       for b in betas], max_nme_cost, with_frames=False)
+  pose_filter = {k: one_euro[0][k] for k in ("min_cutoff", "beta")}
+  flow = _grid_search(clips, raw, [{**pose_filter, "flow_floor": f, "flow_tolerance": t}
+                                   for f in floors for t in tolerances],
+                      max_nme_cost, with_frames=True)
+  return {"one_euro": one_euro, "flow": flow}
 
 
 def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("seeds", "100-107", "Clip seeds reported (ranges a-b, commas).",
                       flag_values=fv)
-  flags.DEFINE_string("tune_seeds", "900-903", "Clip seeds for --tune (never the reported "
+  flags.DEFINE_string("tune_seeds", "900-911", "Clip seeds for --tune (never the reported "
                       "ones).", flag_values=fv)
-  flags.DEFINE_boolean("tune", False, "Grid-search the One Euro parameters on --tune_seeds "
-                       "first and report with the chosen ones.", flag_values=fv)
+  flags.DEFINE_boolean("tune", False, "Grid-search the One Euro and flow smoother "
+                       "parameters on --tune_seeds first and report with the chosen ones.",
+                       flag_values=fv)
+  flags.DEFINE_boolean("flow", True, "Smooth the landmarks with optical flow "
+                       "(--noflow: One Euro filters).", flag_values=fv)
+  flags.DEFINE_float("flow_floor", flow_lib.DEFAULT_FLOOR, "Flow smoother's least gain "
+                     "toward the network.", flag_values=fv)
+  flags.DEFINE_float("flow_tolerance", flow_lib.DEFAULT_TOLERANCE, "Flow smoother's "
+                     "disagreement (face sizes) at which the network wins.", flag_values=fv)
   flags.DEFINE_float("seconds", 4.0, "Clip length.", lower_bound=0.1, flag_values=fv)
   flags.DEFINE_integer("detect_every", 10, "Detector interval of the tracker.",
                        lower_bound=1, flag_values=fv)
@@ -289,16 +328,21 @@ def _run(fv: flags.FlagValues) -> None:
   search = {"detect_every": fv.detect_every, "refine_passes": fv.refine_passes,
             "converged": fv.converged}
   min_cutoff, beta = fv.min_cutoff, fv.beta
+  floor, tolerance = fv.flow_floor, fv.flow_tolerance
   if fv.tune:
-    chosen, grid = tune(predictor, load_clips(tune_seeds, config), TUNE_MIN_CUTOFFS,
-                        TUNE_BETAS, **search)
-    record["tuning"] = {"seeds": tune_seeds, "grid": grid, "chosen": chosen}
-    min_cutoff, beta = chosen["min_cutoff"], chosen["beta"]
+    tuned = tune(predictor, load_clips(tune_seeds, config), TUNE_MIN_CUTOFFS, TUNE_BETAS,
+                 **search)
+    record["tuning"] = {"seeds": tune_seeds, **{
+        name: {"grid": grid, "chosen": chosen} for name, (chosen, grid) in tuned.items()}}
+    min_cutoff, beta = (tuned["one_euro"][0][k] for k in ("min_cutoff", "beta"))
+    floor, tolerance = (tuned["flow"][0][k] for k in ("flow_floor", "flow_tolerance"))
   record["one_euro"] = {"min_cutoff": min_cutoff, "beta": beta}
+  record["flow"] = {"on": fv.flow, "floor": floor, "tolerance": tolerance}
   clips = load_clips(seeds, config)
   record["clips"] = {"count": len(clips), "two_face": sum(c.num_faces == 2 for c, _ in clips),
                      "frames": sum(c.num_frames for c, _ in clips)}
-  video = tracking.VideoPredictor(predictor, min_cutoff=min_cutoff, beta=beta, **search)
+  video = tracking.VideoPredictor(predictor, min_cutoff=min_cutoff, beta=beta, flow=fv.flow,
+                                  flow_floor=floor, flow_tolerance=tolerance, **search)
   scores = [score_clip(clip, run_clip(video, frames, clip.timestamps)) for clip, frames in clips]
   record["figures"] = summarise(scores)
   record["per_clip"] = [{"seed": clip.seed, "faces": clip.num_faces, **{
