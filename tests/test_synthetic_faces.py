@@ -11,6 +11,7 @@ import pytest
 from asmnet_jax.core import rotation
 from asmnet_jax.synthetic import draw
 from asmnet_jax.synthetic import faces as sf
+from asmnet_jax.synthetic import render
 
 SIZE = 192
 
@@ -270,3 +271,32 @@ def test_render_jobs_alternate_presets_and_refuse_unknown_ones():
   assert mixed.render == "cartoon_real+photo"
   with pytest.raises(ValueError, match="unknown render preset 'oil' in 'cartoon\\+oil'"):
     b.render_jobs("train", 2, 64, "cartoon+oil")
+
+
+def test_pose_sd_draws_normals_cut_to_the_ranges():
+  cfg = dataclasses.replace(sf.DEFAULT_CONFIG, pose_sd=(25.0, 12.0, 12.0),
+                            roll=(-10.0, 30.0))
+  rng = np.random.default_rng(0)
+  poses = np.array([render.sample_pose(rng, cfg) for _ in range(20000)])
+  lows, highs = np.array([-60.0, -30.0, -10.0]), np.array([60.0, 30.0, 30.0])
+  assert np.all(poses >= lows) and np.all(poses <= highs)
+  # The cut normal's mean and spread, by quadrature of its density.
+  for axis, sd in enumerate((25.0, 12.0, 12.0)):
+    centre = (lows[axis] + highs[axis]) / 2
+    grid = np.linspace(lows[axis], highs[axis], 20001)
+    density = np.exp(-0.5 * ((grid - centre) / sd) ** 2)
+    density /= density.sum()
+    mean = (grid * density).sum()
+    spread = np.sqrt(((grid - mean) ** 2 * density).sum())
+    assert poses[:, axis].mean() == pytest.approx(mean, abs=0.03 * spread)
+    assert poses[:, axis].std() == pytest.approx(spread, rel=0.03)
+  assert centre == 10.0  # The roll's normal is centred on its range's midpoint.
+
+
+def test_pose_without_sd_is_uniform_as_before():
+  rng, reference = np.random.default_rng(3), np.random.default_rng(3)
+  pose = render.sample_pose(rng, sf.DEFAULT_CONFIG)
+  np.testing.assert_array_equal(
+      pose, [reference.uniform(-60, 60), reference.uniform(-30, 30), reference.uniform(-30, 30)])
+  with pytest.raises(ValueError, match="pose_sd"):
+    dataclasses.replace(sf.DEFAULT_CONFIG, pose_sd=(25.0, 0.0, 12.0))

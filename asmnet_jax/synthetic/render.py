@@ -144,13 +144,33 @@ def deformed_vertices(d: np.ndarray, axis_scale: np.ndarray) -> np.ndarray:
   return vertices * axis_scale
 
 
+def sample_pose(rng: np.random.Generator, cfg: RenderConfig) -> np.ndarray:
+  """(3,) yaw, pitch, roll in degrees: uniform over `cfg`'s ranges, or, with
+  `cfg.pose_sd`, normal about each range's midpoint and redrawn until inside it."""
+  ranges = (cfg.yaw, cfg.pitch, cfg.roll)
+  if cfg.pose_sd is None:
+    return np.array([rng.uniform(*r) for r in ranges])
+  pose = []
+  for (lo, hi), sd in zip(ranges, cfg.pose_sd):
+    angle = rng.normal((lo + hi) / 2, sd)
+    # A cut normal by redrawing; 100 tries, then uniform, keeps the loop bounded.
+    for _ in range(100):
+      if lo <= angle <= hi:
+        break
+      angle = rng.normal((lo + hi) / 2, sd)
+    else:
+      angle = rng.uniform(lo, hi)
+    pose.append(angle)
+  return np.array(pose)
+
+
 def sample_scene(seed: int, size: int, cfg: RenderConfig) -> Scene:
   """Shape, pose and a camera that keeps all landmarks `cfg.margin` px inside."""
   rng = np.random.default_rng(seed)
   tpl = sh.template()
   d, axis_scale, expression = sh.sample_deformation(rng, cfg, tpl.vertices[:N])
   vertices = deformed_vertices(d, axis_scale)
-  pose = np.array([rng.uniform(*cfg.yaw), rng.uniform(*cfg.pitch), rng.uniform(*cfg.roll)])
+  pose = sample_pose(rng, cfg)
   cam = dr.Camera(rotation.euler_to_rotation(*pose), rng.uniform(*cfg.camera_distance),
                   rng.uniform(*cfg.face_size) * size / 1.25, np.zeros(2))
   points = label_points(vertices, cam.rot, cam.distance, cfg)

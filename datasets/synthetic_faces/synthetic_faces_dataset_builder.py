@@ -70,7 +70,7 @@ def _render(args: tuple[int, int, str]) -> tuple[bytes, np.ndarray, np.ndarray]:
 class Builder(tfds.core.GeneratorBasedBuilder):
   """Synthetic faces: `train`, `validation` and `test`, with disjoint seeds."""
 
-  VERSION = tfds.core.Version("1.4.0")
+  VERSION = tfds.core.Version("1.5.0")
   TEST_SPLITS = ("test",)  # What eval.py reports.
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
@@ -84,6 +84,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       "1.4.0": ("`photo` and `mixed`: brows drawn below their landmarks, which run "
                 "along the brow's upper edge as in 300-W (`RenderConfig.brows_below_labels`). "
                 "The cartoon configs unchanged."),
+      "1.5.0": ("`photo` and `mixed`: poses drawn from normals cut to the same ranges "
+                "(`RenderConfig.pose_sd`), mostly near-frontal as in photographs. The "
+                "cartoon configs unchanged."),
   }
   BUILDER_CONFIGS = [
       SyntheticFacesConfig(
