@@ -23,6 +23,7 @@ Sizes are sqrt(w h) of the landmark box, in pixels. Frames are uint8 (H, W) grey
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import cv2
 import numpy as np
@@ -58,29 +59,42 @@ class FaceMotion:
   targets: np.ndarray
 
 
+def _pixel_span(lo: float, hi: float, limit: int) -> tuple[int, int]:
+  """Integer pixel span [lo, hi) covering lo..hi, clipped to [0, limit]."""
+  return min(max(int(lo), 0), limit), min(max(int(math.ceil(hi)), 0), limit)
+
+
 def face_motion(previous: np.ndarray, current: np.ndarray, box: np.ndarray,
                 max_features: int = MAX_FEATURES) -> FaceMotion | None:
   """The motion of the face in landmark box `box` (x0 y0 x1 y1, px, in `previous`)
   between grey frames `previous` and `current` (uint8 (H, W)); None when fewer than
   `MIN_FEATURES` features could be followed there."""
   x0, y0, x1, y1 = np.asarray(box, np.float64)
-  pad_x, pad_y = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
-  height, width = previous.shape
-  mask = np.zeros_like(previous)
-  mask[max(0, int(y0 - pad_y)):max(0, int(y1 + pad_y)),
-       max(0, int(x0 - pad_x)):max(0, int(x1 + pad_x))] = 255
-  if not mask.any() or x1 < 0 or y1 < 0 or x0 >= width or y0 >= height:
+  width, height = x1 - x0, y1 - y0
+  frame_height, frame_width = previous.shape
+  # Features come from the box and a tenth around it; the flow is computed in a region
+  # half a box wider on each side, which is as far as a face moves in one frame.
+  clipped = _pixel_span
+  fx0, fx1 = clipped(x0 - 0.1 * width, x1 + 0.1 * width, frame_width)
+  fy0, fy1 = clipped(y0 - 0.1 * height, y1 + 0.1 * height, frame_height)
+  rx0, rx1 = clipped(x0 - 0.5 * width, x1 + 0.5 * width, frame_width)
+  ry0, ry1 = clipped(y0 - 0.5 * height, y1 + 0.5 * height, frame_height)
+  if fx1 - fx0 < 8 or fy1 - fy0 < 8:
     return None
-  start = cv2.goodFeaturesToTrack(previous, max_features, 0.01, 3, mask=mask)
+  before, after = previous[ry0:ry1, rx0:rx1], current[ry0:ry1, rx0:rx1]
+  start = cv2.goodFeaturesToTrack(previous[fy0:fy1, fx0:fx1], max_features, 0.01, 3)
   if start is None or len(start) < MIN_FEATURES:
     return None
-  end, found, _ = cv2.calcOpticalFlowPyrLK(previous, current, start, None, **_LK)
-  back, found_back, _ = cv2.calcOpticalFlowPyrLK(current, previous, end, None, **_LK)
+  start = start + np.array([fx0 - rx0, fy0 - ry0], np.float32)
+  end, found, _ = cv2.calcOpticalFlowPyrLK(before, after, start, None, **_LK)
+  back, found_back, _ = cv2.calcOpticalFlowPyrLK(after, before, end, None, **_LK)
   good = ((found[:, 0] == 1) & (found_back[:, 0] == 1)
           & (np.linalg.norm(back - start, axis=-1)[:, 0] < BACKTRACK_PX))
   if good.sum() < MIN_FEATURES:
     return None
-  start, end = start[good][:, 0].astype(np.float64), end[good][:, 0].astype(np.float64)
+  offset = np.array([rx0, ry0], np.float64)
+  start = start[good][:, 0].astype(np.float64) + offset
+  end = end[good][:, 0].astype(np.float64) + offset
   similarity, inliers = cv2.estimateAffinePartial2D(start, end, method=cv2.RANSAC,
                                                     ransacReprojThreshold=RANSAC_PX)
   if similarity is None:
