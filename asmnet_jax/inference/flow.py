@@ -30,8 +30,8 @@ import numpy as np
 
 from asmnet_jax.core import geometry
 
-# Chosen on synthetic tuning clips (seeds 900-911, docs/video.md).
-DEFAULT_FLOOR = 0.05
+# Chosen on synthetic tuning clips (seeds 900-911: docs/video.md).
+DEFAULT_FLOOR = 0.02
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_SIGMA = 0.15
 MAX_FEATURES = 80
