@@ -74,11 +74,10 @@ def face_motion(previous: np.ndarray, current: np.ndarray, box: np.ndarray,
   frame_height, frame_width = previous.shape
   # Features come from the box and a tenth around it; the flow is computed in a region
   # half a box wider on each side, which is as far as a face moves in one frame.
-  clipped = _pixel_span
-  fx0, fx1 = clipped(x0 - 0.1 * width, x1 + 0.1 * width, frame_width)
-  fy0, fy1 = clipped(y0 - 0.1 * height, y1 + 0.1 * height, frame_height)
-  rx0, rx1 = clipped(x0 - 0.5 * width, x1 + 0.5 * width, frame_width)
-  ry0, ry1 = clipped(y0 - 0.5 * height, y1 + 0.5 * height, frame_height)
+  fx0, fx1 = _pixel_span(x0 - 0.1 * width, x1 + 0.1 * width, frame_width)
+  fy0, fy1 = _pixel_span(y0 - 0.1 * height, y1 + 0.1 * height, frame_height)
+  rx0, rx1 = _pixel_span(x0 - 0.5 * width, x1 + 0.5 * width, frame_width)
+  ry0, ry1 = _pixel_span(y0 - 0.5 * height, y1 + 0.5 * height, frame_height)
   if fx1 - fx0 < 8 or fy1 - fy0 < 8:
     return None
   before, after = previous[ry0:ry1, rx0:rx1], current[ry0:ry1, rx0:rx1]
