@@ -126,3 +126,15 @@ def test_no_texture_or_first_frame_passes_the_network_through():
 def test_bad_parameters_are_named(args):
   with pytest.raises(ValueError, match="FlowSmoother"):
     flow.FlowSmoother(*args)
+
+
+def test_next_grey_pair_rolls_the_previous_frame_along():
+  rng = np.random.default_rng(0)
+  first, second = (rng.integers(0, 256, (6, 8, 3), dtype=np.uint8) for _ in range(2))
+  grey = lambda f: np.round(f @ [0.299, 0.587, 0.114]).astype(np.uint8)  # pylint: disable=unnecessary-lambda-assignment
+  pair = flow.next_grey_pair(None, first)
+  assert pair[0] is None
+  np.testing.assert_allclose(pair[1], grey(first), atol=1)
+  pair = flow.next_grey_pair(pair, second)
+  np.testing.assert_allclose(pair[0], grey(first), atol=1)
+  np.testing.assert_allclose(pair[1], grey(second), atol=1)

@@ -132,6 +132,14 @@ def fuse(carried: np.ndarray, network: np.ndarray, floor: float = DEFAULT_FLOOR,
   return carried + gain[:, None] * (network - carried)
 
 
+def next_grey_pair(pair: tuple[np.ndarray | None, np.ndarray] | None, frame: np.ndarray
+                   ) -> tuple[np.ndarray | None, np.ndarray]:
+  """(previous grey frame, grey `frame`) once `frame` uint8 (H, W, 3) RGB arrives,
+  from the pair of the frame before (None at the first frame): what
+  `FlowSmoother` and `tracking.TrackSmoother` take, each frame converted once."""
+  return (pair[1] if pair is not None else None, cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+
+
 class FlowSmoother:
   """One face's landmarks across consecutive frames (module doc).
 

@@ -39,7 +39,6 @@ import dataclasses
 import math
 from typing import Any
 
-import cv2
 import numpy as np
 
 from asmnet_jax.core import geometry
@@ -222,8 +221,7 @@ class VideoPredictor:
     self.frames += 1
     seconds = index / self.fps if timestamp is None else float(timestamp)
     if self.smooth and self.flow:
-      previous = self._frames[1] if self._frames is not None else None
-      self._frames = (previous, cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+      self._frames = flow_lib.next_grey_pair(self._frames, frame)
     lost_now = self._follow(frame, index)
     due = (self._last_detection is None
            or index - self._last_detection >= self.detect_every or lost_now)

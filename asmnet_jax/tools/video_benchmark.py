@@ -48,7 +48,6 @@ import sys
 import time
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 from absl import flags
 
@@ -105,7 +104,7 @@ def resmooth(output: list[list[tracking.TrackedFace]], timestamps: np.ndarray,
         flow_lib.FlowSmoother(flow_floor, flow_tolerance) if frames is not None else None)
                  for f in faces}
     if frames is not None:
-      grey = (grey[1] if grey else None, cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY))
+      grey = flow_lib.next_grey_pair(grey, frames[t])
     row = []
     for face in faces:
       landmarks, pose = smoothers[face.track_id](face.raw_landmarks.astype(np.float64),
