@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from asmnet_jax.core import mirror as mirror_lib
 from asmnet_jax.core import rotation
 from asmnet_jax.synthetic.config import RenderConfig
 
@@ -201,6 +202,25 @@ NOSE_TIP_AT = 0.74  # Where the tip (30) sits from the root (27) to the base (33
 BROW_LENGTH = 1.2  # Each brow about its centre.
 BROW_SPACING = 0.95  # Brow centres' distance from the midline.
 BROW_ARCH = 0.03  # How much lower the brow ends sit than its middle, inter-ocular units.
+# (outward, down) shifts of the jaw, nose and mouth points, in inter-ocular distances,
+# for the image-left and midline points (each mirror partner takes the mirrored
+# shift). Measured: near-frontal photo renders, similarity-aligned to a published
+# mean of dlib-labelled photographed faces, sat with the jaw's top too low, its sides
+# bulging at the cheeks, the chin, nose base and upper lip too high.
+OUTLINE_SHIFT = {
+    # Jaw.
+    0: (0.009, -0.048), 1: (0.042, -0.038), 2: (0.048, -0.020), 3: (0.031, -0.006),
+    4: (-0.010, -0.006), 5: (-0.031, 0.003), 6: (-0.034, 0.022), 7: (-0.030, 0.055),
+    8: (0.000, 0.048),
+    # Nose.
+    30: (0.000, 0.025), 31: (-0.018, -0.011), 32: (-0.012, 0.005), 33: (0.000, 0.030),
+    # Outer lips.
+    48: (0.015, -0.020), 49: (0.013, 0.018), 50: (-0.014, 0.038), 51: (0.000, 0.032),
+    57: (0.000, 0.026), 58: (-0.004, 0.020), 59: (0.010, -0.001),
+    # Inner lips.
+    60: (0.016, -0.002), 61: (-0.008, 0.022), 62: (0.000, 0.029), 66: (0.000, 0.026),
+    67: (-0.006, 0.013),
+}
 
 
 def _resized_and_moved_in(points: np.ndarray, size: float, spacing: float) -> np.ndarray:
@@ -230,6 +250,12 @@ def real_proportions_displacement(mean: np.ndarray) -> np.ndarray:
   for brow in BROWS:
     target[brow, :2] = _resized_and_moved_in(mean[brow, :2], BROW_LENGTH, BROW_SPACING)
     target[brow, 1] += arch
+  mirror = mirror_lib.builtin_permutation(NUM_LANDMARKS)
+  outward = np.sign(target[:, 0] - target[27, 0])
+  for point, (out, down) in OUTLINE_SHIFT.items():
+    for k in {point, int(mirror[point])}:
+      target[k, 0] += outward[k] * out * inter_ocular
+      target[k, 1] += down * inter_ocular
   return target - mean
 
 

@@ -70,7 +70,7 @@ def _render(args: tuple[int, int, str]) -> tuple[bytes, np.ndarray, np.ndarray]:
 class Builder(tfds.core.GeneratorBasedBuilder):
   """Synthetic faces: `train`, `validation` and `test`, with disjoint seeds."""
 
-  VERSION = tfds.core.Version("1.5.0")
+  VERSION = tfds.core.Version("1.6.0")
   TEST_SPLITS = ("test",)  # What eval.py reports.
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
@@ -87,6 +87,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       "1.5.0": ("`photo` and `mixed`: poses drawn from normals cut to the same ranges "
                 "(`RenderConfig.pose_sd`), mostly near-frontal as in photographs. The "
                 "cartoon configs unchanged."),
+      "1.6.0": ("`photo` and `mixed`: the jaw outline, nose base and lips of the "
+                "calibrated mean face moved to the 300-W labelling of photographed "
+                "faces (`shape.OUTLINE_SHIFT`). The cartoon configs unchanged."),
   }
   BUILDER_CONFIGS = [
       SyntheticFacesConfig(
