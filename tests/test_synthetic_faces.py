@@ -85,9 +85,10 @@ def test_mean_shape_frontal_face_is_the_projected_mean_face():
   np.testing.assert_allclose(centre, [(SIZE - 1) / 2] * 2, atol=1e-3)
 
 
-def test_real_proportions_move_only_the_eyes_brows_nose_and_lower_face():
+def test_real_proportions_move_only_the_eyes_brows_nose_and_lower_face(monkeypatch):
   from asmnet_jax.synthetic import shape  # pylint: disable=g-import-not-at-top
 
+  monkeypatch.setattr(shape, "OUTLINE_SHIFT", {})  # Tested on its own below.
   cfg = dataclasses.replace(sf.CLEAN_FRONTAL_CONFIG, real_proportions=True)
   calibrated = sf.render_face(3, config=cfg)["points3d"]
   mean = rotation.load_mean_face()
@@ -124,6 +125,32 @@ def test_real_proportions_move_only_the_eyes_brows_nose_and_lower_face():
   assert np.all(calibrated[:17, 1] >= mean[:17, 1])
   # The default config keeps the stored mean face (the cartoon data sets' geometry).
   np.testing.assert_array_equal(sf.render_face(3, config=sf.CLEAN_FRONTAL_CONFIG)["points3d"], mean)
+
+
+def test_outline_shift_moves_each_listed_point_and_its_mirror_by_its_table_entry(monkeypatch):
+  from asmnet_jax.synthetic import shape  # pylint: disable=g-import-not-at-top
+
+  mean = rotation.load_mean_face()
+  shifted = mean + shape.real_proportions_displacement(mean)
+  table = dict(shape.OUTLINE_SHIFT)
+  monkeypatch.setattr(shape, "OUTLINE_SHIFT", {})
+  unshifted = mean + shape.real_proportions_displacement(mean)
+  inter_ocular = np.linalg.norm(unshifted[45, :2] - unshifted[36, :2])
+  mirror = {0: 16, 1: 15, 2: 14, 3: 13, 4: 12, 5: 11, 6: 10, 7: 9, 31: 35, 32: 34,
+            48: 54, 49: 53, 50: 52, 58: 56, 59: 55, 60: 64, 61: 63, 67: 65}
+  expected = np.zeros((68, 2))
+  for point, (out, down) in [(1, (0.042, -0.038)), (8, (0.0, 0.048)),
+                             (33, (0.0, 0.030)), (50, (-0.014, 0.038))]:
+    assert table[point] == (out, down)
+  for point, (out, down) in table.items():
+    # Image-left points move outward toward -x, their mirrors toward +x.
+    expected[point] = [-out * inter_ocular, down * inter_ocular]
+    if point in mirror:
+      expected[mirror[point]] = [out * inter_ocular, down * inter_ocular]
+    else:
+      assert out == 0.0 and abs(unshifted[point, 0]) < 0.01, point  # On the midline.
+  np.testing.assert_allclose(shifted[:, :2] - unshifted[:, :2], expected, atol=1e-12)
+  np.testing.assert_array_equal(shifted[:, 2], unshifted[:, 2])
 
 
 @pytest.mark.parametrize("style,seed", [("cartoon", 3), ("photo", 2)])
