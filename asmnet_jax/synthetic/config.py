@@ -44,9 +44,10 @@ class RenderConfig:
       run a fifth of the way down into the brow.
     real_proportions: give the mean face the eye, nose and brow proportions of
       photographed faces (`shape.real_proportions_displacement`: smaller eyes set
-      closer, a longer and narrower nose, longer and more arched brows) before
-      identity and expression vary it. Off: the mean face as stored, whose eyes are
-      too large for real faces.
+      closer, a longer and narrower nose, longer and more arched brows, and the jaw
+      outline, nose base and lips where 300-W annotators put them) before identity
+      and expression vary it. Off: the mean face as stored, whose eyes are too large
+      for real faces.
   """
   yaw: tuple[float, float] = (-60.0, 60.0)
   pitch: tuple[float, float] = (-30.0, 30.0)

@@ -232,7 +232,8 @@ def _resized_and_moved_in(points: np.ndarray, size: float, spacing: float) -> np
 
 def real_proportions_displacement(mean: np.ndarray) -> np.ndarray:
   """Displacements (68, 3) that give the landmarks `mean` (68, 3) the eye, nose and
-  brow proportions of photographed faces (the module constants above); x and y only."""
+  brow proportions of photographed faces and, last, the `OUTLINE_SHIFT` of their
+  labels (the module constants above); x and y only, in mean-face units."""
   target = mean.copy()
   for eye in EYES:
     target[eye, :2] = _resized_and_moved_in(mean[eye, :2], EYE_SIZE, EYE_SPACING)
