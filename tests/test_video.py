@@ -2,6 +2,7 @@
 (outputs, a truncated file, Ctrl-C, unreadable and face-less videos), the benchmark's
 scores."""
 
+import dataclasses
 import json
 import os
 import types
@@ -370,3 +371,27 @@ def test_camera_until_max_frames_and_a_missing_camera(run_predict, small_clip, t
   assert status == 2 and "camera 3: no camera at this index" in err
   monkeypatch.undo()  # the real VideoCapture reads the MP4 back.
   assert _frame_count(tmp_path / "out" / "camera0.mp4") == (5, (192.0, 144.0))
+
+
+def test_photo_clips_keep_the_labels_backdrop_and_look_of_the_cartoon_ones():
+  quiet = dataclasses.replace(SMALL, noise=0.0, jpeg_quality=100)
+  photo = SyntheticClip(14, dataclasses.replace(quiet, style="photo"))
+  cartoon = SyntheticClip(14, quiet)
+  np.testing.assert_array_equal(photo.landmarks, cartoon.landmarks)
+  first, again, later = photo.frame(0), photo.frame(0), photo.frame(5)
+  np.testing.assert_array_equal(first, again)
+  # Away from the head (the frame's corners) both styles show the same still backdrop.
+  for corner in (np.s_[:8, :8], np.s_[-8:, -8:], np.s_[:8, -8:]):
+    np.testing.assert_allclose(first[corner], cartoon.frame(0)[corner], atol=3)
+  # Between the eyes and the mouth the head is drawn, not the cartoon's face, and it
+  # keeps its skin from frame to frame (its look does not depend on the pose).
+  def inner(index):
+    corners = photo.landmarks[index, 0, [36, 45, 48, 54]]
+    (x0, y0), (x1, y1) = corners.min(axis=0).astype(int), corners.max(axis=0).astype(int)
+    return np.s_[y0:y1, x0:x1]
+
+  assert np.abs(first[inner(0)].astype(float) - cartoon.frame(0)[inner(0)]).mean() > 10.0
+  np.testing.assert_allclose(first[inner(0)].reshape(-1, 3).mean(0),
+                             later[inner(5)].reshape(-1, 3).mean(0), atol=8.0)
+  with pytest.raises(ValueError, match="style"):
+    ClipConfig(style="oil")

@@ -1,6 +1,8 @@
 """Synthetic video clips with exact landmarks and head pose on every frame.
 
-A clip animates the cartoon renderer (`asmnet_jax.synthetic.render`): each face keeps
+A clip animates the cartoon renderer (`asmnet_jax.synthetic.render`), or with
+`ClipConfig.style="photo"` the photo-style one (`asmnet_jax.synthetic.photo`: shaded,
+textured skin that optical flow can follow, as it can on real faces): each face keeps
 one identity and look for the whole clip, while its pose, expression, size and place
 follow smooth random paths: key values about every `key_seconds`, each a random
 step from the one before (or the same value: a still moment, `hold_prob`), joined by
@@ -35,14 +37,22 @@ from asmnet_jax.core import rotation
 from asmnet_jax.synthetic import backgrounds
 from asmnet_jax.synthetic import camera as camera_lib
 from asmnet_jax.synthetic import draw as dr
+from asmnet_jax.synthetic import photo
 from asmnet_jax.synthetic import render
 from asmnet_jax.synthetic import shape as sh
-from asmnet_jax.synthetic.config import CARTOON_REAL_CONFIG
+from asmnet_jax.synthetic.config import CARTOON_REAL_CONFIG, PHOTO_CONFIG
 
 # The renderer's settings for clip faces: the cartoon style in the bundled model's
 # proportions and jaw convention, without occluders (a hand or glasses would have to
 # move with the head) or clutter shapes (the clip draws its own still background).
 CLIP_RENDER_CONFIG = dataclasses.replace(CARTOON_REAL_CONFIG, occluder_prob=0.0, clutter=False)
+# The photo style's, labelled alike; its faces are drawn at 1x, as in the datasets.
+PHOTO_CLIP_RENDER_CONFIG = dataclasses.replace(PHOTO_CONFIG, occluder_prob=0.0)
+# A photo-style head is rendered in a square this many landmark-box sides wide around
+# its landmark box, its coverage faded out over the square's outer `_PHOTO_FADE`, so
+# that the shoulders cut off at the square's edge leave no visible line.
+_PHOTO_SQUARE = 2.0
+_PHOTO_FADE = 0.12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +78,9 @@ class ClipConfig:
     two_face_prob: chance of a second face.
     noise: sensor noise standard deviation (0-255) per frame.
     jpeg_quality: JPEG quality each frame is round-tripped through.
-    supersample: drawing resolution factor.
+    supersample: drawing resolution factor (the cartoon style; photo-style heads are
+      drawn at 1x).
+    style: "cartoon" or "photo" (module doc).
   """
   seconds: float = 4.0
   fps: float = 30.0
@@ -93,6 +105,11 @@ class ClipConfig:
   noise: float = 3.0
   jpeg_quality: int = 85
   supersample: int = 2
+  style: str = "cartoon"
+
+  def __post_init__(self):
+    if self.style not in ("cartoon", "photo"):
+      raise ValueError(f"ClipConfig.style must be 'cartoon' or 'photo', got {self.style!r}")
 
 
 def smooth_path(times: np.ndarray, key_times: np.ndarray, key_values: np.ndarray) -> np.ndarray:
@@ -140,6 +157,10 @@ class SyntheticClip:
     self._plans = [self._plan(rng, k, count) for k in range(count)]
     self._background = backgrounds.natural_background(
         rng, config.height * config.supersample, config.width * config.supersample)
+    if config.style == "photo":
+      backdrop = Image.fromarray(np.clip(self._background, 0, 255).astype(np.uint8))
+      self._backdrop = np.asarray(backdrop.reduce(config.supersample), np.float32)
+      self._ambient = photo.ambient_colour(self._backdrop)
     labels = [[self._scene(plan, t) for plan in self._plans] for t in range(self.num_frames)]
     self.landmarks = np.stack([[s.camera.project(s.points) for s in row] for row in labels]
                               ).astype(np.float32)
@@ -155,17 +176,23 @@ class SyntheticClip:
   def frame(self, index: int) -> np.ndarray:
     """Frame `index` as uint8 (height, width, 3) RGB."""
     cfg = self.config
-    canvas = Image.fromarray(np.clip(self._background, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(canvas, "RGBA")
     # The smaller (farther) face first, so a nearer one covers it.
     scenes = sorted((self._scene(plan, index) for plan in self._plans),
                     key=lambda s: s.camera.scale)
-    for scene in scenes:
-      render.scene_painter(scene).paint(draw)
-    if cfg.supersample > 1:
-      canvas = canvas.reduce(cfg.supersample)
+    if cfg.style == "photo":
+      pixels = self._backdrop.copy()
+      for scene in scenes:
+        self._composite_photo_head(pixels, scene)
+    else:
+      canvas = Image.fromarray(np.clip(self._background, 0, 255).astype(np.uint8))
+      draw = ImageDraw.Draw(canvas, "RGBA")
+      for scene in scenes:
+        render.scene_painter(scene).paint(draw)
+      if cfg.supersample > 1:
+        canvas = canvas.reduce(cfg.supersample)
+      pixels = np.asarray(canvas, np.float32)
     rng = np.random.default_rng([self.seed, 7002, index])
-    pixels = np.asarray(canvas, np.float32) + rng.normal(0.0, cfg.noise, (cfg.height, cfg.width, 1))
+    pixels = pixels + rng.normal(0.0, cfg.noise, (cfg.height, cfg.width, 1))
     pixels = np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
     return camera_lib.encode_jpeg(pixels, cfg.jpeg_quality)[0]
 
@@ -185,6 +212,32 @@ class SyntheticClip:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     finally:
       writer.release()
+
+  def _composite_photo_head(self, pixels: np.ndarray, scene: render.Scene) -> None:
+    """Renders `scene`'s head in the photo style in a square around its landmark box
+    and blends it over `pixels` (float32 (H, W, 3), 0-255) in place."""
+    landmarks = scene.camera.project(scene.points)
+    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
+    side = int(math.ceil(_PHOTO_SQUARE * float(np.max(hi - lo))))
+    # Centred a little above the landmark box: the hair rises above the brows further
+    # than the neck shows below the chin.
+    x0, y0 = np.floor(0.5 * (lo + hi) - [0.5 * side, 0.6 * side]).astype(int)
+    cam = scene.camera
+    local = dataclasses.replace(
+        scene, size=side, cfg=PHOTO_CLIP_RENDER_CONFIG,
+        camera=dr.Camera(cam.rot, cam.distance, cam.scale, cam.offset - [x0, y0]))
+    colour, coverage = photo.render_foreground(local, self._ambient)
+    ramp = np.clip(np.minimum(np.arange(side), np.arange(side)[::-1]) / (_PHOTO_FADE * side),
+                   0.0, 1.0).astype(np.float32)
+    fade = (ramp[:, None] * ramp[None, :])[..., None]
+    colour, coverage = colour * fade, coverage * fade
+    height, width = pixels.shape[:2]
+    ya, yb, xa, xb = max(y0, 0), min(y0 + side, height), max(x0, 0), min(x0 + side, width)
+    if ya >= yb or xa >= xb:
+      return
+    c = colour[ya - y0:yb - y0, xa - x0:xb - x0]
+    a = coverage[ya - y0:yb - y0, xa - x0:xb - x0]
+    pixels[ya:yb, xa:xb] = c * np.float32(255.0) + (1.0 - a) * pixels[ya:yb, xa:xb]
 
   # ---------------------------------------------------------------------------------
 

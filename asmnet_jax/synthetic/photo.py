@@ -862,12 +862,21 @@ class _PhotoFace:
 
   def render(self) -> tuple[np.ndarray, bytes]:
     rng = self.rng
-    self.iris_r = rng.uniform(0.24, 0.3)
-    self.gaze = rng.uniform(-0.3, 0.3, 2) * [1.0, 0.5]
+    self.draw_eyes()
     size = self.scene.size
     bg = _background(rng, size, size)
-    mean = bg.reshape(-1, 3).mean(axis=0) + 1.0
-    self.env = 0.65 + 0.35 * mean / mean.mean()  # (3,), mean 1.
+    self.env = ambient_colour(bg)
+    fg, alpha = self.foreground()
+    image = fg * np.float32(255.0) + (1.0 - alpha) * bg
+    return _camera(rng, image.astype(np.float32))
+
+  def draw_eyes(self) -> None:
+    self.iris_r = self.rng.uniform(0.24, 0.3)
+    self.gaze = self.rng.uniform(-0.3, 0.3, 2) * [1.0, 0.5]
+
+  def foreground(self) -> tuple[np.ndarray, np.ndarray]:
+    """The head alone at output size: colour premultiplied by coverage, float32
+    (S, S, 3) in [0, 1], and its coverage (S, S, 1) in [0, 1]."""
     mesh = self.geometry()
     arrays = mesh.arrays()
     pos, tri, layer = arrays[0], arrays[4], arrays[6]
@@ -898,8 +907,28 @@ class _PhotoFace:
       alpha = alpha.reshape(size, ss, size, ss, 1).mean(axis=(1, 3))
     else:
       fg, alpha = _smooth_edges(fg, alpha, depth, layer_img)
-    image = fg * np.float32(255.0) + (1.0 - alpha) * bg
-    return _camera(rng, image.astype(np.float32))
+    return fg, alpha
+
+
+def ambient_colour(backdrop: np.ndarray) -> np.ndarray:
+  """The ambient light's colour (3,), mean 1, from a backdrop (H, W, 3) 0-255: a face
+  takes on a little of its surroundings' colour."""
+  mean = backdrop.reshape(-1, 3).mean(axis=0) + 1.0
+  return 0.65 + 0.35 * mean / mean.mean()
+
+
+def render_foreground(scene: rd.Scene, env: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The scene's head in the photo style without backdrop or camera effects, lit with
+  ambient colour `env` (`ambient_colour`), for compositing (the video clips).
+
+  Returns (colour premultiplied by coverage, float32 (S, S, 3) in [0, 1]; coverage
+  float32 (S, S, 1)), S = `scene.size`. The same scene generator state gives the same
+  look (skin, hair, lighting) whatever the pose, so a face keeps it across frames.
+  """
+  face = _PhotoFace(scene)
+  face.draw_eyes()
+  face.env = np.asarray(env, np.float64)
+  return face.foreground()
 
 
 def render_scene(scene: rd.Scene) -> dict[str, Any]:

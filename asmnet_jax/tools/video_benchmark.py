@@ -2,10 +2,10 @@
 losses and speed.
 
     python -m asmnet_jax.tools.video_benchmark [--seeds 100-107] [--out video_benchmark.json]
-        [--tune_seeds 900-903 --tune]
+        [--tune_seeds 900-903 --tune] [--style photo]
 
 Clips come from `asmnet_jax.synthetic.clips` (640x480, 30 fps; fast turns, exits,
-two faces in some). The model is the bundled one (`Predictor.pretrained()`), with its
+two faces in some), with cartoon faces or, with --style photo, photo-style ones. The model is the bundled one (`Predictor.pretrained()`), with its
 default detector and, as `predict.py` runs it, test-time flips (--noflip_test: one pass). Figures (all over the clips' frames):
   * nme_pct: per frame and face, the mean landmark error over the inter-ocular
     (outer eye corner) distance, in percent, for faces with all 68 points in the
@@ -296,6 +296,9 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_float("flow_tolerance", flow_lib.DEFAULT_TOLERANCE, "Flow smoother's "
                      "disagreement (face sizes) at which the network wins.", flag_values=fv)
   flags.DEFINE_float("seconds", 4.0, "Clip length.", lower_bound=0.1, flag_values=fv)
+  flags.DEFINE_enum("style", "cartoon", ["cartoon", "photo"], "The clips' faces: flat-shaded "
+                    "cartoon or shaded, textured photo style (slower to render).",
+                    flag_values=fv)
   flags.DEFINE_integer("detect_every", 10, "Detector interval of the tracker.",
                        lower_bound=1, flag_values=fv)
   flags.DEFINE_float("min_cutoff", tracking.DEFAULT_MIN_CUTOFF, "One Euro min cut-off (Hz).",
@@ -316,12 +319,13 @@ def _run(fv: flags.FlagValues) -> None:
     seeds, tune_seeds = parse_seeds(fv.seeds), parse_seeds(fv.tune_seeds)
   if fv.tune and set(seeds) & set(tune_seeds):
     raise cli.UsageError(f"--tune_seeds overlap --seeds: {sorted(set(seeds) & set(tune_seeds))}")
-  config = ClipConfig(seconds=fv.seconds)
+  config = ClipConfig(seconds=fv.seconds, style=fv.style)
   predictor = Predictor.pretrained(flip_test=fv.flip_test)
   record: dict[str, Any] = {
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "machine": machine.machine_record(), "seeds": seeds,
-      "clip": {"seconds": config.seconds, "fps": config.fps, "size": [config.width, config.height]},
+      "clip": {"seconds": config.seconds, "fps": config.fps, "size": [config.width, config.height],
+               "style": config.style},
       "detect_every": fv.detect_every, "flip_test": fv.flip_test,
       "refine_passes": fv.refine_passes, "converged": fv.converged}
   search = {"detect_every": fv.detect_every, "refine_passes": fv.refine_passes,
