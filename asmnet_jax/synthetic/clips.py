@@ -222,6 +222,10 @@ class SyntheticClip:
     # Centred a little above the landmark box: the hair rises above the brows further
     # than the neck shows below the chin.
     x0, y0 = np.floor(0.5 * (lo + hi) - [0.5 * side, 0.6 * side]).astype(int)
+    height, width = pixels.shape[:2]
+    ya, yb, xa, xb = max(y0, 0), min(y0 + side, height), max(x0, 0), min(x0 + side, width)
+    if ya >= yb or xa >= xb:
+      return  # out of the frame.
     cam = scene.camera
     local = dataclasses.replace(
         scene, size=side, cfg=PHOTO_CLIP_RENDER_CONFIG,
@@ -231,10 +235,6 @@ class SyntheticClip:
                    0.0, 1.0).astype(np.float32)
     fade = (ramp[:, None] * ramp[None, :])[..., None]
     colour, coverage = colour * fade, coverage * fade
-    height, width = pixels.shape[:2]
-    ya, yb, xa, xb = max(y0, 0), min(y0 + side, height), max(x0, 0), min(x0 + side, width)
-    if ya >= yb or xa >= xb:
-      return
     c = colour[ya - y0:yb - y0, xa - x0:xb - x0]
     a = coverage[ya - y0:yb - y0, xa - x0:xb - x0]
     pixels[ya:yb, xa:xb] = c * np.float32(255.0) + (1.0 - a) * pixels[ya:yb, xa:xb]
