@@ -862,7 +862,7 @@ class _PhotoFace:
 
   def render(self) -> tuple[np.ndarray, bytes]:
     rng = self.rng
-    self.draw_eyes()
+    self.sample_eyes()
     size = self.scene.size
     bg = _background(rng, size, size)
     self.env = ambient_colour(bg)
@@ -870,7 +870,7 @@ class _PhotoFace:
     image = fg * np.float32(255.0) + (1.0 - alpha) * bg
     return _camera(rng, image.astype(np.float32))
 
-  def draw_eyes(self) -> None:
+  def sample_eyes(self) -> None:
     self.iris_r = self.rng.uniform(0.24, 0.3)
     self.gaze = self.rng.uniform(-0.3, 0.3, 2) * [1.0, 0.5]
 
@@ -926,7 +926,7 @@ def render_foreground(scene: rd.Scene, env: np.ndarray) -> tuple[np.ndarray, np.
   look (skin, hair, lighting) whatever the pose, so a face keeps it across frames.
   """
   face = _PhotoFace(scene)
-  face.draw_eyes()
+  face.sample_eyes()
   face.env = np.asarray(env, np.float64)
   return face.foreground()
 

@@ -5,7 +5,8 @@ losses and speed.
         [--tune_seeds 900-903 --tune] [--style photo]
 
 Clips come from `asmnet_jax.synthetic.clips` (640x480, 30 fps; fast turns, exits,
-two faces in some), with cartoon faces or, with --style photo, photo-style ones. The model is the bundled one (`Predictor.pretrained()`), with its
+two faces in some), with cartoon faces or, with --style photo, photo-style ones. The
+model is the bundled one (`Predictor.pretrained()`), with its
 default detector and, as `predict.py` runs it, test-time flips (--noflip_test: one pass). Figures (all over the clips' frames):
   * nme_pct: per frame and face, the mean landmark error over the inter-ocular
     (outer eye corner) distance, in percent, for faces with all 68 points in the
