@@ -33,6 +33,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
+from asmnet_jax.core import geometry
 from asmnet_jax.core import rotation
 from asmnet_jax.synthetic import backgrounds
 from asmnet_jax.synthetic import camera as camera_lib
@@ -216,8 +217,8 @@ class SyntheticClip:
   def _composite_photo_head(self, pixels: np.ndarray, scene: render.Scene) -> None:
     """Renders `scene`'s head in the photo style in a square around its landmark box
     and blends it over `pixels` (float32 (H, W, 3), 0-255) in place."""
-    landmarks = scene.camera.project(scene.points)
-    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
+    box = geometry.landmark_box(scene.camera.project(scene.points))
+    lo, hi = box[:2], box[2:]
     side = int(math.ceil(_PHOTO_SQUARE * float(np.max(hi - lo))))
     # Centred a little above the landmark box: the hair rises above the brows further
     # than the neck shows below the chin.
