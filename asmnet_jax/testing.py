@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from asmnet_jax.inference.model import InferenceModel, fold
-from asmnet_jax.nn import layers, models
+from asmnet_jax.nn import models
 from asmnet_jax.train import checkpoints
 from asmnet_jax.train import config as config_lib
 from asmnet_jax.train import state as state_lib
@@ -94,26 +94,6 @@ def save_untrained_workdir(workdir: str, config: ml_collections.ConfigDict,
   finally:
     manager.close()
   return workdir
-
-
-
-
-class TinyNetwork(models._Network):  # pylint: disable=protected-access
-  """A stem convolution, a pointwise one and the real heads: the interface of
-  ASMNet (landmarks (N, n, 2), pose (N, 3), BatchNorm statistics, dropout) at a
-  compile cost of a second, for tests of the training loop around the network.
-  Register it with `monkeypatch.setitem(models.MODELS, "tiny", TinyNetwork)`.
-  """
-
-  @nn.compact
-  def __call__(self, images, train: bool = False):
-    conv = functools.partial(layers.ConvBN, folded=self.folded, dtype=self.dtype,
-                             bn_momentum=self.bn_momentum)
-    x = conv(8, "stem", stride=4, name="stem")(images, train)
-    x = conv(16, "pointwise", name="pointwise")(x, train)
-    features = models._global_avg_pool(x)  # pylint: disable=protected-access
-    return models._Heads(self.num_landmarks, self.dropout_rate, self.dtype,  # pylint: disable=protected-access
-                         name="heads")(features, train)
 
 
 # ----------------------------------------------------------------------------------

@@ -274,14 +274,15 @@ def test_usage_errors_of_real_processes_are_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_train_eval_predict_from_another_directory(tmp_path):
-  """train.py (one step on the tiny synthetic set: compiling dominates), eval.py
-  and predict.py with relative paths from a directory that holds no configs/."""
+  """train.py (one step of the tiny network on the tiny synthetic set), eval.py and
+  predict.py with relative paths from a directory that holds no configs/."""
   from asmnet_jax.synthetic import faces  # pylint: disable=g-import-not-at-top
   cwd = tmp_path / "elsewhere"
   cwd.mkdir()
   train = _run([os.path.join(REPO, "train.py"), "--workdir", "w",
                 "--config.dataset=synthetic_faces/tiny", f"--config.data_dir={tmp_path}/tfds",
-                "--config.image_size=32", "--config.batch_size=8", "--config.num_epochs=1",
+                "--config.model=tiny", "--config.image_size=32", "--config.batch_size=8",
+                "--config.num_epochs=1",
                 "--config.max_train_examples=8", "--config.eval_batch_size=16",
                 "--config.log_every_steps=1", "--config.warmup_steps=0",
                 "--config.precise_bn_batches=0", "--config.input.worker_count=0"], cwd)

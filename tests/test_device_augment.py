@@ -192,15 +192,13 @@ def test_cached_batches_follow_the_training_order():
     np.testing.assert_allclose(b["pose"], np.stack([records[i]["pose"] for i in b["index"]]))
 
 
-def test_training_loop_with_on_device_augmentation(tiny_data_dir, tmp_path, monkeypatch):
+def test_training_loop_with_on_device_augmentation(tiny_data_dir, tmp_path):
   """train_and_evaluate's on-device path end to end (a tiny network: ASMNet's step
   would compile for tens of seconds): the crop cache is built beside the dataset,
   keyed by its version. (A resumed run's stream: the batches by
   `test_cached_batches_follow_the_training_order`, the draws by the step's key.)"""
-  from asmnet_jax import testing  # pylint: disable=g-import-not-at-top
-  from asmnet_jax.train import loop, state as state_lib  # pylint: disable=g-import-not-at-top
+  from asmnet_jax.train import loop  # pylint: disable=g-import-not-at-top
   from tests.test_train import tiny_config  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(state_lib, "create_model", lambda config, n: testing.TinyNetwork(n))
   config = tiny_config(tiny_data_dir, num_epochs=1, eval_every_steps=6,
                        checkpoint_every_steps=3, precise_bn_batches=1)
   config.input.worker_count = 0

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from asmnet_jax import testing
+from asmnet_jax.nn import models
 from asmnet_jax.tools import device_check
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,7 +18,7 @@ def test_tiny_run_trains_with_on_device_augmentation():
   # for tens of seconds on a CPU; the benchmark section times train.py's step, which
   # tests/test_benchmark.py covers).
   run = device_check.run_section(32, train_images=16, epochs=2, batch_size=4,
-                                 model=testing.TinyNetwork(68, dropout_rate=0.0))
+                                 model=models.TinyNetwork(68, dropout_rate=0.0))
   assert (run["steps"], run["train_images"], run["distinct_images"]) == (8, 16, 16)
   assert run["finite"] and np.isfinite(run["final_loss"])
   assert run["images_per_s"] > 0 and run["step_only_images_per_s"] > 0

@@ -16,7 +16,6 @@ from asmnet_jax.core import asm
 from asmnet_jax.data import registry, scheme
 from asmnet_jax.evaluate import report
 from asmnet_jax.inference.predictor import Predictor
-from asmnet_jax.nn import models
 from asmnet_jax.train import loop
 from tests.conftest import trained_run_config
 
@@ -34,10 +33,9 @@ def _folder_config(tmp_path, num_points: int, declare: bool):
   return config
 
 
-def test_five_points_train_flipped_and_evaluate(tmp_path, monkeypatch):
+def test_five_points_train_flipped_and_evaluate(tmp_path):
   # The real loop, pipeline, ASM, losses and evaluation around a network that compiles
   # in about a second (ASMNet's init and step take ~20 s CPU each at a new point count).
-  monkeypatch.setitem(models.MODELS, "tiny", testing.TinyNetwork)
   config = _folder_config(tmp_path, 5, declare=True)
   config.model = "tiny"
   config.input.flip_probability = 0.5  # the folder declares its mirror pairs.
@@ -86,8 +84,7 @@ def test_five_points_train_flipped_and_evaluate(tmp_path, monkeypatch):
                              atol=1e-3)
 
 
-def test_nineteen_points_without_declarations(tmp_path, monkeypatch, capsys):
-  monkeypatch.setitem(models.MODELS, "tiny", testing.TinyNetwork)
+def test_nineteen_points_without_declarations(tmp_path, capsys):
   config = _folder_config(tmp_path, 19, declare=False)
   config.model = "tiny"
   builder = registry.prepare(config.dataset, config.data_dir, config.manual_dir)

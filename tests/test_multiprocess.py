@@ -14,6 +14,8 @@ import time
 import jax
 import numpy as np
 
+from tests.conftest import FAST_COMPILE_XLA_FLAGS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3
 HEARTBEAT_S = 5
@@ -22,7 +24,7 @@ HEARTBEAT_S = 5
 # path is the point), 32 px, global batch 8 of 16 in-memory synthetic faces.
 _SETUP = textwrap.dedent("""
     import jax, numpy as np
-    from asmnet_jax import testing
+    from asmnet_jax.nn import models
     from asmnet_jax.core import asm
     from asmnet_jax.data import pipeline
     from asmnet_jax.tools import input_benchmark
@@ -37,7 +39,7 @@ _SETUP = textwrap.dedent("""
       shapes = pipeline.eval_normalized_landmarks(records, config.input.eval_margin)
       shape_model = asm.fit_shape_model(shapes, config.variance_kept)
       mesh = step_lib.make_mesh(devices)
-      model = testing.TinyNetwork(68, dropout_rate=0.0)
+      model = models.TinyNetwork(68, dropout_rate=0.0)
       state = state_lib.create_train_state(config, model, jax.random.key(0))
       step = step_lib.make_train_step(config, 2, mesh)
       return config, records, shape_model, mesh, state, step
@@ -104,7 +106,7 @@ def test_two_processes_train_as_one_and_a_killed_peer_stops_the_other(tmp_path):
   script, out, port = tmp_path / "worker.py", tmp_path / "params.npz", _free_port()
   script.write_text(_WORKER)
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)  # one CPU device a process.
+  env["XLA_FLAGS"] = FAST_COMPILE_XLA_FLAGS  # one CPU device a process.
   start = time.perf_counter()
   workers = [subprocess.Popen([sys.executable, str(script), str(i), str(port), str(out),
                                str(HEARTBEAT_S)], env=env, cwd=REPO, stdout=subprocess.PIPE,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
 
+from asmnet_jax import testing
 from asmnet_jax.nn import kernels
 from asmnet_jax.nn import models
 from asmnet_jax.train import precise_bn
@@ -16,7 +19,7 @@ from asmnet_jax.train import precise_bn
 @pytest.fixture(scope="module")
 def model_and_variables():
   model = models.create_model("asmnet", 5, dropout_rate=0.0)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+  variables = testing.random_variables(model, 64)  # No compile of model.init.
   return model, variables, precise_bn.make_batch_moments_fn(model)  # Compiled once.
 
 
@@ -30,15 +33,16 @@ def test_one_batch_makes_eval_mode_equal_train_mode(model_and_variables):
   model, variables, moments_fn = model_and_variables
   images = _images(1)
   stats = precise_bn.precise_batch_stats(model, variables, [images], moments_fn=moments_fn)
-  (train_lm, train_pose), _ = model.apply(variables, images, train=True,
-                                          mutable=["batch_stats"])
-  eval_lm, eval_pose = model.apply({"params": variables["params"], "batch_stats": stats},
-                                   images, train=False)
+  # Jitted: op by op, the network's few hundred operations each compile on their own.
+  apply_train = jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]))
+  apply_eval = jax.jit(functools.partial(model.apply, train=False))
+  (train_lm, train_pose), _ = apply_train(variables, images)
+  eval_lm, eval_pose = apply_eval({"params": variables["params"], "batch_stats": stats}, images)
   # Round-off only (a 1e-6 change of the pixels moves these outputs by ~3e-4); the
   # running averages of a fresh init are off by O(1).
   np.testing.assert_allclose(eval_lm, train_lm, atol=2e-4)
   np.testing.assert_allclose(eval_pose, train_pose, atol=2e-4)
-  stale_lm, _ = model.apply(variables, images, train=False)
+  stale_lm, _ = apply_eval(variables, images)
   assert np.max(np.abs(stale_lm - train_lm)) > 0.1
   # The structure and dtypes of the running averages are kept.
   assert jax.tree.structure(stats) == jax.tree.structure(variables["batch_stats"])

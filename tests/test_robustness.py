@@ -183,7 +183,7 @@ def test_garbage_config_json_is_one_line_naming_the_file(trained_run, tmp_path, 
 
 @pytest.mark.parametrize("overrides, message", [
     (["--config.model=mnv2", "--config.image_size=64"],
-     "holds a run with another model/image_size (model 'asmnet' -> 'mnv2', image_size 32 "
+     "holds a run with another model/image_size (model 'tiny' -> 'mnv2', image_size 32 "
      "-> 64); its checkpoints would not fit. Use a new --workdir, or "
      "--config.allow_changed=model,image_size"),
     (["--config.dataset=nonexistent"], "unknown dataset 'nonexistent'"),

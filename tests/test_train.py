@@ -1,6 +1,7 @@
 """Training and evaluation end to end on the tiny synthetic faces, and the data-parallel step.
 
-The end-to-end tests share one trained work directory (`trained_run` in conftest.py)
+The end-to-end tests share one trained work directory (`trained_run` in conftest.py,
+the tiny network)
 and the persistent compilation cache: every run here keeps the compiled settings of
 that run (image size, batch, schedule), so the training step compiles once for a
 fresh start and once for a resumed one (a restored step counter is not weak-typed,
@@ -45,7 +46,7 @@ from tests import procfs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The fields `config_flags` passes to train.py: all that the shared run changes.
-FLAG_FIELDS = ("dataset", "data_dir", "image_size", "batch_size", "eval_batch_size",
+FLAG_FIELDS = ("model", "dataset", "data_dir", "image_size", "batch_size", "eval_batch_size",
                "num_epochs", "learning_rate", "warmup_steps", "log_every_steps",
                "eval_every_steps", "checkpoint_every_steps", "precise_bn_batches")
 # Book-keeping: what a run may change and still compile exactly the shared run's step.
@@ -53,9 +54,10 @@ BOOKKEEPING = ("log_every_steps", "eval_every_steps", "checkpoint_every_steps")
 
 
 def tiny_config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
-  """A short run on `synthetic_faces/tiny` at 32 px, with the default config's input
-  worker (for test_train_subset.py)."""
+  """A short run of the tiny network on `synthetic_faces/tiny` at 32 px, with the
+  default config's input worker (for test_train_subset.py)."""
   config = synthetic.get_config()
+  config.model = "tiny"
   config.dataset = "synthetic_faces/tiny"
   config.data_dir = data_dir
   config.image_size = 32
@@ -171,7 +173,8 @@ _TWO_DEVICE_SCRIPT = textwrap.dedent("""
     import functools
     import os
     import sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_force_host_platform_device_count=2")
     import jax, numpy as np
     from jax.sharding import NamedSharding, PartitionSpec
     from asmnet_jax.core import asm

@@ -163,8 +163,25 @@ class MobileNetV2(_Network):
         _global_avg_pool(x), train)
 
 
+class TinyNetwork(_Network):
+  """A smoke-test stand-in, not a landmark model: a stem convolution, a pointwise
+  one and ASMNet's heads. It has ASMNet's interface (landmarks (N, n, 2), pose (N, 3),
+  BatchNorm statistics, dropout, BN folding) at a fraction of its compile time, for
+  checking a pipeline (a new dataset, a cluster, the tests) without the full network."""
+
+  @nn.compact
+  def __call__(self, images: Array, train: bool = False) -> tuple[Array, Array]:
+    """images (N, H, W, 3) in [0, 1] -> landmarks (N, n, 2), pose (N, 3)."""
+    x = ConvBN(8, "stem", stride=4, folded=self.folded, dtype=self.dtype,
+               bn_momentum=self.bn_momentum, name="stem")(images, train)
+    x = ConvBN(16, "pointwise", folded=self.folded, dtype=self.dtype,
+               bn_momentum=self.bn_momentum, name="pointwise")(x, train)
+    return _Heads(self.num_landmarks, self.dropout_rate, self.dtype, name="heads")(
+        _global_avg_pool(x), train)
+
+
 # The networks by the names configs use.
-MODELS = {"asmnet": ASMNet, "mnv2": MobileNetV2}
+MODELS = {"asmnet": ASMNet, "mnv2": MobileNetV2, "tiny": TinyNetwork}
 
 
 def create_model(
@@ -176,7 +193,7 @@ def create_model(
     dropout_rate: float = DROPOUT_RATE,
     bn_momentum: float = BN_MOMENTUM,
 ) -> nn.Module:
-  """The network called `name` ("asmnet" or "mnv2") for `num_landmarks` points.
+  """The network called `name` ("asmnet", "mnv2" or "tiny") for `num_landmarks` points.
 
   dtype is the compute dtype (params stay float32); depthwise_impl picks the
   depthwise convolution ("auto": shifted multiply-adds with a hand-written gradient
@@ -210,7 +227,7 @@ def fold_batch_norm(
   """Folds every BatchNorm into the conv before it, for inference and export.
 
   Args:
-    model: the trained module (from `create_model`), or its name ("asmnet"/"mnv2"),
+    model: the trained module (from `create_model`), or its name (a `MODELS` key),
       in which case num_landmarks defaults to the one `variables` were made for.
     variables: {"params", "batch_stats"} of that model.
   Returns:

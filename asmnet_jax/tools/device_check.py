@@ -168,7 +168,7 @@ def input_section(image_size: int, num_batches: int) -> list[dict[str, Any]]:
 def run_section(image_size: int, train_images: int, epochs: int, batch_size: int,
                 model: flax.linen.Module | None = None) -> dict[str, Any]:
   """A 300W-shaped run with on-device augmentation (see the module doc); `model`
-  replaces ASMNet-68 (tests use `testing.TinyNetwork`)."""
+  replaces ASMNet-68 (tests use `models.TinyNetwork`)."""
   config = config_lib.paper_recipe("ibug_300w", variance_kept=0.9)
   config.image_size, config.batch_size, config.num_epochs = image_size, batch_size, epochs
   if jax.devices()[0].platform == "cpu":

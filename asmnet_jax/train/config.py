@@ -51,7 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.max_train_examples = ml_collections.FieldReference(None, field_type=int)  # None: all.
 
   # Model and loss: the paper's four variants are {asmnet, mnv2} x {asm, mse}.
-  c.model = "asmnet"             # asmnet | mnv2
+  c.model = "asmnet"             # asmnet | mnv2 | tiny (a smoke-test stand-in)
   c.loss = "asm"                 # asm (ASM-assisted, Eq. 9) | mse (the "_nr" variants)
   c.variance_kept = 0.9          # PCA variance of the ASM: 0.9 for 300W, 0.95 for WFLW.
   c.pose_weight = 0.5            # Eq. 12.
