@@ -39,7 +39,7 @@ def test_one_batch_makes_eval_mode_equal_train_mode(model_and_variables):
   (train_lm, train_pose), _ = apply_train(variables, images)
   eval_lm, eval_pose = apply_eval({"params": variables["params"], "batch_stats": stats}, images)
   # Round-off only (a 1e-6 change of the pixels moves these outputs by ~3e-4); the
-  # running averages of a fresh init are off by O(1).
+  # drawn running averages are off by O(1).
   np.testing.assert_allclose(eval_lm, train_lm, atol=2e-4)
   np.testing.assert_allclose(eval_pose, train_pose, atol=2e-4)
   stale_lm, _ = apply_eval(variables, images)
