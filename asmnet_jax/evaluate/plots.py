@@ -100,7 +100,12 @@ def face_grid(images: Sequence[np.ndarray], pred_landmarks: np.ndarray,
   """
   count = len(images)
   rows = max(1, math.ceil(count / columns))
-  fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+  # Fixed margins and titles as text: tight_layout and axis titles cost seconds a grid.
+  height = 3.2 * rows
+  fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, height), squeeze=False,
+                           gridspec_kw={"left": 0.01, "right": 0.99, "bottom": 0.01,
+                                        "top": 1.0 - 0.35 / height, "wspace": 0.05,
+                                        "hspace": 0.35 * rows / (height - 0.35)})
   for i, ax in enumerate(axes.flat):
     ax.axis("off")
     if i >= count:
@@ -111,15 +116,19 @@ def face_grid(images: Sequence[np.ndarray], pred_landmarks: np.ndarray,
     ax.scatter(pred[:, 0], pred[:, 1], s=4, c="red", label="predicted")
     title = titles[i] if titles is not None else ""
     if not draw_pose:
-      ax.set_title(title, fontsize=7)
+      _caption(ax, title)
       continue
     nose = NOSE_POINTS.get(len(gt), slice(None))
     length = 0.35 * float(np.ptp(gt[:, 0]))
     draw_pose_axes(ax, pred[nose].mean(0), pred_pose[i], length)
     draw_pose_axes(ax, gt[nose].mean(0), gt_pose[i], length, linestyle="--")
-    ax.set_title(f"{title}\nyaw/pitch/roll {pred_pose[i][0]:.0f}/{pred_pose[i][1]:.0f}/"
-                 f"{pred_pose[i][2]:.0f} (true {gt_pose[i][0]:.0f}/{gt_pose[i][1]:.0f}/"
-                 f"{gt_pose[i][2]:.0f})", fontsize=7)
-  fig.tight_layout()
+    _caption(ax, f"{title}\nyaw/pitch/roll {pred_pose[i][0]:.0f}/{pred_pose[i][1]:.0f}/"
+             f"{pred_pose[i][2]:.0f} (true {gt_pose[i][0]:.0f}/{gt_pose[i][1]:.0f}/"
+             f"{gt_pose[i][2]:.0f})")
   fig.savefig(out_path, dpi=90)
   plt.close(fig)
+
+
+def _caption(ax, text: str) -> None:
+  """`text` centred above the axes (a plain text artist: no title layout pass)."""
+  ax.text(0.5, 1.01, text, transform=ax.transAxes, ha="center", va="bottom", fontsize=7)
