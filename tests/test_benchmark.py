@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from asmnet_jax import testing
 from asmnet_jax.core import losses
 from asmnet_jax.nn import models
 from asmnet_jax.runtime import allocator
@@ -133,6 +134,26 @@ def test_flops_agree_with_a_count_of_multiply_adds(tiny_record):
   assert expected == 2 * (8 * 8 * 8 * 27 + 8 * 8 * 16 * 8 + 8 * 8 * 16 + 16 * 196 + 16 * 3)
   # XLA also counts the bias and ReLU6 work: on so small a network, about 6 % more.
   assert expected <= tiny_record["flops_b1"] <= 1.1 * expected
+
+
+@pytest.mark.slow
+def test_asmnet_flops_as_deployed_agree_with_a_count_of_multiply_adds():
+  """The figure the benchmark reports for ASMNet: XLA's count of the BN-folded network
+  as run on this backend (the CPU's depthwise as shifted multiply-adds, not a
+  convolution primitive) against the multiply-adds of XLA's grouped convolution."""
+  size = 32
+  image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  counted = models.create_model("asmnet", 98, depthwise_impl="lax")
+  counted_vars = jax.eval_shape(functools.partial(counted.init, train=False),
+                                jax.random.key(0), image)
+  expected = _multiply_add_flops(
+      jax.make_jaxpr(functools.partial(counted.apply, train=False))(counted_vars, image).jaxpr)
+  assert expected > 10_000_000  # the count found the network's convolutions.
+  model = models.create_model("asmnet", 98)
+  folded_model, folded = models.fold_batch_norm(model, testing.random_variables(model, size))
+  flops = benchmark.flops_of(folded_model.apply, folded, jnp.zeros((1, size, size, 3)))
+  # XLA also counts the bias and ReLU6 work, a few per cent more.
+  assert expected <= flops <= 1.05 * expected
 
 
 @pytest.mark.slow
