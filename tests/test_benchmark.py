@@ -89,14 +89,27 @@ def tiny_record() -> dict:
 def test_command_line_prints_the_record(tiny_record):
   assert KEYS <= set(tiny_record)
   assert (tiny_record["model"], tiny_record["num_landmarks"]) == ("tiny", 98)
-  model = models.create_model("tiny", TINY["num_landmarks"])
-  image = jax.ShapeDtypeStruct((1, TINY["image_size"], TINY["image_size"], 3), jnp.float32)
-  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), image)
+  variables = _abstract_variables(models.create_model("tiny", TINY["num_landmarks"]),
+                                  TINY["image_size"])
   assert (tiny_record["params_trainable"] + tiny_record["params_bn_stats"]
           == sum(leaf.size for leaf in jax.tree.leaves(variables)))
   assert tiny_record["train_img_per_s"] > 0 and tiny_record["infer_ms_b1"] > 0
   # The command re-executed itself with the recommended allocator settings.
   assert tiny_record["glibc_tunables"] == allocator.RECOMMENDED_GLIBC_TUNABLES
+
+
+def _abstract_variables(model, size: int):
+  """The shapes of `model.init`'s variables for (1, size, size, 3) images, traced only."""
+  image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  return jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), image)
+
+
+def _counted_flops(model, size: int) -> int:
+  """`_multiply_add_flops` of `model`'s inference on one (size, size) image."""
+  image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  jaxpr = jax.make_jaxpr(functools.partial(model.apply, train=False))(
+      _abstract_variables(model, size), image)
+  return _multiply_add_flops(jaxpr.jaxpr)
 
 
 def _multiply_add_flops(jaxpr) -> int:
@@ -122,13 +135,8 @@ def _multiply_add_flops(jaxpr) -> int:
 
 @pytest.mark.slow
 def test_flops_agree_with_a_count_of_multiply_adds(tiny_record):
-  size = TINY["image_size"]
-  model = models.create_model("tiny", TINY["num_landmarks"])
-  image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-  variables = jax.eval_shape(functools.partial(model.init, train=False),
-                             jax.random.key(0), image)
-  jaxpr = jax.make_jaxpr(functools.partial(model.apply, train=False))(variables, image)
-  expected = _multiply_add_flops(jaxpr.jaxpr)
+  expected = _counted_flops(models.create_model("tiny", TINY["num_landmarks"]),
+                           TINY["image_size"])
   # By hand: 3x3 stem (3 -> 8 channels, stride 4: 8 x 8 outputs), 1x1 (8 -> 16), the
   # pooling dot, Dense(16 -> 2 x 98) and Dense(16 -> 3).
   assert expected == 2 * (8 * 8 * 8 * 27 + 8 * 8 * 16 * 8 + 8 * 8 * 16 + 16 * 196 + 16 * 3)
@@ -142,12 +150,7 @@ def test_asmnet_flops_as_deployed_agree_with_a_count_of_multiply_adds():
   as run on this backend (the CPU's depthwise as shifted multiply-adds, not a
   convolution primitive) against the multiply-adds of XLA's grouped convolution."""
   size = 32
-  image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-  counted = models.create_model("asmnet", 98, depthwise_impl="lax")
-  counted_vars = jax.eval_shape(functools.partial(counted.init, train=False),
-                                jax.random.key(0), image)
-  expected = _multiply_add_flops(
-      jax.make_jaxpr(functools.partial(counted.apply, train=False))(counted_vars, image).jaxpr)
+  expected = _counted_flops(models.create_model("asmnet", 98, depthwise_impl="lax"), size)
   assert expected > 10_000_000  # the count found the network's convolutions.
   model = models.create_model("asmnet", 98)
   folded_model, folded = models.fold_batch_norm(model, testing.random_variables(model, size))
