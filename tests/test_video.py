@@ -154,8 +154,8 @@ def test_smoothing_steadies_a_still_face_with_flow_or_one_euro(flow):
   smooth = np.stack([face.landmarks for face in out])
   raw_jitter = np.linalg.norm(np.diff(raw, axis=0), axis=-1).mean()
   smooth_jitter = np.linalg.norm(np.diff(smooth, axis=0), axis=-1).mean()
-  # The flow smoother averages over about 1 / floor = 20 frames; One Euro at 2 Hz
-  # and 30 frames/s keeps 0.3 of each new sample.
+  # The flow smoother averages over about 1 / floor = 20 frames; One Euro at 4 Hz
+  # and 30 frames/s keeps 0.46 of each new sample (frame-to-frame noise x0.37).
   assert smooth_jitter < (0.3 if flow else 0.6) * raw_jitter
   if not flow:  # One Euro on the landmarks, as TrackSmoother does without a flow smoother.
     reference = tracking.TrackSmoother()

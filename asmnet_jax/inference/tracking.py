@@ -46,10 +46,10 @@ from asmnet_jax.inference import flow as flow_lib
 from asmnet_jax.inference import smoothing
 from asmnet_jax.inference.predictor import Face, Predictor
 
-# One Euro defaults, chosen on synthetic clips (docs/video.md): a still face is
+# One Euro defaults, chosen on photo-style synthetic clips (docs/video.md): a still face is
 # filtered at MIN_CUTOFF Hz; landmark speed is in face sizes per second, pose speed
 # in radians per second.
-DEFAULT_MIN_CUTOFF = 2.0
+DEFAULT_MIN_CUTOFF = 4.0
 DEFAULT_BETA = 100.0
 POSE_SPEED_SCALE = 180.0 / math.pi  # degrees per radian.
 DEFAULT_FPS = 30.0  # time stamps when none are given: frame index / this.
