@@ -31,6 +31,7 @@ import numpy as np
 from absl import flags
 
 from asmnet_jax import cli
+from asmnet_jax.core import geometry
 from asmnet_jax.core import metrics
 from asmnet_jax.core import mirror
 from asmnet_jax.core import rotation
@@ -52,10 +53,6 @@ def similarity_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
   b = float(np.sum(s[:, 0] * t[:, 1] - s[:, 1] * t[:, 0])) / norm
   linear = np.array([[a, -b], [b, a]])
   return np.concatenate([linear, (t_mean - linear @ s_mean)[:, None]], axis=1)
-
-
-def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-  return points @ matrix[:, :2].T + matrix[:, 2]
 
 
 def reference_shape() -> np.ndarray:
@@ -92,7 +89,8 @@ def fit_correction(predictions: Sequence[np.ndarray], labels: Sequence[np.ndarra
   rows, targets = [], []
   for pred, label in zip(predictions, labels):
     matrix = similarity_fit(pred, reference)
-    aligned, aligned_label = _apply(matrix, pred), _apply(matrix, label)
+    aligned = geometry.apply_affine(matrix, pred)
+    aligned_label = geometry.apply_affine(matrix, label)
     for p, g in ((aligned, aligned_label),
                  (_mirrored(aligned, perm), _mirrored(aligned_label, perm))):
       rows.append(_features(p))
@@ -106,10 +104,9 @@ def corrected(prediction: np.ndarray, correction: np.ndarray,
               shrink: float = DEFAULT_SHRINK) -> np.ndarray:
   """`prediction` (68, 2) px moved by `shrink` of `correction` (from `fit_correction`)."""
   matrix = similarity_fit(prediction, reference_shape())
-  aligned = _apply(matrix, prediction)
+  aligned = geometry.apply_affine(matrix, prediction)
   moved = aligned + shrink * (_features(aligned) @ correction).reshape(NUM_POINTS, 2)
-  linear_inverse = np.linalg.inv(matrix[:, :2])
-  return (moved - matrix[:, 2]) @ linear_inverse.T
+  return geometry.apply_affine(geometry.invert_affine(matrix), moved)
 
 
 def leave_one_group_out(predictions: np.ndarray, labels: np.ndarray, groups: Sequence[str],
