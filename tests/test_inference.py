@@ -3,6 +3,7 @@ place of the network), face detection, batching, and predict.py end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -319,6 +320,58 @@ def test_recrops_stop_per_face_once_the_crop_settles(monkeypatch, converged,
   np.testing.assert_allclose(offset, [0.3 * 0.5 ** passes, 0.0], atol=2e-3)
   assert inference.box_change(crops[1:], _box(landmarks[1])[None])[0] == pytest.approx(
       0.3 * 0.5 ** passes, abs=2e-3)
+
+
+class ShrinkingOracle(LandmarkOracle):
+  """The oracle of a network that draws faces smaller than labelled: the true shape
+  shrunk by `factor` about its box centre (in the crop), wherever the crop is."""
+
+  def __init__(self, faces, image_size: int, factor: float):
+    super().__init__(faces, image_size)
+    self.factor = factor
+
+  def __call__(self, crops):
+    landmarks, poses = super().__call__(crops)
+    box_centre = 0.5 * (landmarks.min(axis=1, keepdims=True) + landmarks.max(axis=1, keepdims=True))
+    return box_centre + self.factor * (landmarks - box_centre), poses
+
+
+def test_recrop_box_scales_the_landmark_box_about_its_centre():
+  landmarks = np.array([[10.0, 20.0], [30.0, 60.0], [25.0, 30.0]])
+  # Centre (20, 40), half-size (10, 20) -> (15, 10).
+  np.testing.assert_allclose(inference.recrop_box(landmarks, (1.5, 0.5)), [5, 30, 35, 50])
+  np.testing.assert_allclose(inference.recrop_box(landmarks), _box(landmarks))
+  batch = np.stack([landmarks, landmarks + 5.0])
+  np.testing.assert_allclose(inference.recrop_box(batch, (1.5, 0.5)),
+                             [[5, 30, 35, 50], [10, 35, 40, 55]])
+
+
+@pytest.mark.parametrize("scale, crop_factor", [
+    ((1.0, 1.0), 0.9),  # the landmarks' own box: the crop shrinks with the shape.
+    ((1 / 0.9, 1 / 0.9), 1.0),  # the model's correction: the crop is the face's.
+])
+def test_recrop_scale_undoes_a_model_that_draws_faces_small(monkeypatch, scale, crop_factor):
+  canvas, faces, _ = _two_face_canvas()
+  model = dataclasses.replace(_stub_model(68), recrop_scale=scale)
+  predictor = inference.Predictor(model, refine_passes=2)
+  assert predictor.recrop_scale == pytest.approx(scale)
+  oracle = ShrinkingOracle(faces, predictor.image_size, factor=0.9)
+  monkeypatch.setattr(augment, "warp_image", oracle.warp_image)
+  monkeypatch.setattr(predictor, "_predict_crops", oracle)
+  true_box = _box(faces[0])
+  _, _, crops = predictor.predict_landmark_boxes(canvas, true_box[None])
+  centre, half = true_box.reshape(2, 2).mean(0), 0.5 * np.diff(true_box.reshape(2, 2), axis=0)[0]
+  np.testing.assert_allclose(crops[0], np.concatenate([centre - crop_factor * half,
+                                                       centre + crop_factor * half]), atol=0.01)
+
+
+def test_recrop_scale_default_override_and_errors():
+  model = dataclasses.replace(_stub_model(68), recrop_scale=(1.1, 1.2))
+  assert inference.Predictor(model).recrop_scale == (1.1, 1.2)
+  assert inference.Predictor(model, recrop_scale=(1, 1)).recrop_scale == (1.0, 1.0)
+  for bad in [(0.3, 1.0), (1.0, float("nan")), (1.0, 1.0, 1.0), (2.5, 1.0)]:
+    with pytest.raises(ValueError, match="recrop_scale"):
+      inference.Predictor(model, recrop_scale=bad)
 
 
 def _blob_image(h, w, centres, sigma):

@@ -28,13 +28,14 @@ def _outputs(model, images):
 def test_bundle_of_a_trained_run_predicts_as_its_checkpoint(trained_run, tmp_path):
   path = str(tmp_path / "bundle.npz")
   assert pretrained.main(["--workdir", trained_run.workdir, "--out", path,
-                          "--command", "python train.py ..."]) == 0
+                          "--command", "python train.py ...", "--recrop_scale", "1.05,1.1"]) == 0
   original = load_workdir(trained_run.workdir)
   loaded = pretrained.load_bundle(path)
   assert (loaded.image_size, loaded.num_landmarks, loaded.step) == (
       original.image_size, original.num_landmarks, original.step)
   assert loaded.eval_margin == original.eval_margin
   assert loaded.pose_scale_deg == original.pose_scale_deg
+  assert (original.recrop_scale, loaded.recrop_scale) == ((1.0, 1.0), (1.05, 1.1))
   images = np.random.default_rng(0).uniform(
       0, 1, (4, original.image_size, original.image_size, 3)).astype(np.float32)
   # The bundle holds the checkpoint's folded weights rounded to float16: the same
@@ -107,6 +108,21 @@ def test_bundle_keeps_a_declared_mirror_map(tmp_path):
   bad = _rewritten(path, tmp_path, mirror_map=not_involution.tolist())
   with pytest.raises(pretrained.BundleError, match=f"{bad}: bad mirror_map"):
     pretrained.load_bundle(bad)
+
+
+def test_bundle_keeps_its_recrop_scale(tmp_path):
+  model = random_model(image_size=32)
+  plain = str(tmp_path / "plain.npz")
+  pretrained.save_bundle(model, plain)
+  assert pretrained.load_bundle(plain).recrop_scale == (1.0, 1.0)
+  scaled = str(tmp_path / "scaled.npz")
+  pretrained.save_bundle(dataclasses.replace(model, recrop_scale=(1.08, 1.1)), scaled)
+  assert pretrained.load_bundle(scaled).recrop_scale == (1.08, 1.1)
+  assert Predictor(pretrained.load_bundle(scaled)).recrop_scale == (1.08, 1.1)
+  for bad_scale in ([1.08], [0.1, 1.0], "big"):
+    bad = _rewritten(scaled, tmp_path, recrop_scale=bad_scale)
+    with pytest.raises(pretrained.BundleError, match=f"{bad}: bad recrop_scale"):
+      pretrained.load_bundle(bad)
 
 
 def _rewritten(path, tmp_path, **meta_changes) -> str:

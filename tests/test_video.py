@@ -4,7 +4,6 @@ scores."""
 
 import dataclasses
 import json
-import os
 import types
 
 import cv2
@@ -81,6 +80,7 @@ class ScriptedPredictor:
     self.detector_calls = []
     self.model = types.SimpleNamespace(eval_margin=0.05, num_landmarks=68)
     self.box_mapping = detection.IDENTITY_MAPPING
+    self.boxes, self.scales = [], []  # the start boxes and re-crop scale of each search.
 
   def detector(self, frame):
     index = int(frame[0, 0, 0])
@@ -91,8 +91,11 @@ class ScriptedPredictor:
     return detection.Detections(geometry.landmark_box(face)[None].astype(np.float32),
                                 np.array([0.99], np.float32))
 
-  def predict_landmark_boxes(self, frame, boxes, refine_passes=None, converged=None):
+  def predict_landmark_boxes(self, frame, boxes, refine_passes=None, converged=None,
+                             recrop_scale=None):
     self.search = (refine_passes, converged)
+    self.boxes.append(np.asarray(boxes))
+    self.scales.append(recrop_scale)
     face = self.script[int(frame[0, 0, 0])]
     out = []
     for box in boxes:
@@ -124,6 +127,26 @@ def test_lost_track_triggers_detection_and_gets_its_id_back():
   assert fake.search == (tracking.DEFAULT_REFINE_PASSES, tracking.DEFAULT_CONVERGED)
 
 
+@pytest.mark.parametrize("scale", [(1.0, 1.0), (1.2, 0.8)])
+def test_tracks_start_from_their_landmarks_box_scaled(scale):
+  shape = np.random.default_rng(3).uniform(0, 60, (68, 2)) + [50, 40]
+  fake = ScriptedPredictor([shape + [t, 0] for t in range(3)])
+  video = tracking.VideoPredictor(fake, detect_every=10, smooth=False, recrop_scale=scale)
+  for t in range(3):
+    frame = np.zeros((200, 200, 3), np.uint8)
+    frame[0, 0, 0] = t
+    video(frame)
+  # Frame 0 is detected; frames 1 and 2 search from the last landmarks' box scaled
+  # about its centre, and re-crop with the same scale.
+  assert fake.scales == [scale] * 3
+  for t in (1, 2):
+    box = geometry.landmark_box(shape + [t - 1, 0])
+    centre, half = 0.5 * (box[:2] + box[2:]), 0.5 * (box[2:] - box[:2]) * scale
+    np.testing.assert_allclose(fake.boxes[t][0], np.concatenate([centre - half, centre + half]))
+  with pytest.raises(ValueError, match="recrop_scale"):
+    tracking.VideoPredictor(fake, recrop_scale=(3.0, 1.0))
+
+
 class NoisyStillFace:
   """A still textured face whose network output trembles by 0.5 px (seeded)."""
 
@@ -136,7 +159,8 @@ class NoisyStillFace:
     return detection.Detections(geometry.landmark_box(self.shape)[None].astype(np.float32),
                                 np.array([0.99], np.float32))
 
-  def predict_landmark_boxes(self, frame, boxes, refine_passes=None, converged=None):
+  def predict_landmark_boxes(self, frame, boxes, refine_passes=None, converged=None,
+                             recrop_scale=None):
     out = self.shape + self.rng.normal(0.0, 0.5, (len(boxes),) + self.shape.shape)
     return out, np.zeros((len(boxes), 3)), np.asarray(boxes)
 

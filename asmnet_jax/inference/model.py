@@ -42,6 +42,10 @@ class InferenceModel:
   # The left-right mirror permutation of the points (`core.mirror`): the run's
   # dataset scheme; None: the built-in one of the point count, if any.
   mirror_map: tuple[int, ...] | None = None
+  # The re-crop box: the predicted landmarks' box scaled by (width, height) about its
+  # centre (`Predictor`); a model whose landmarks come out smaller than labelled on the
+  # faces it is used on carries the measured correction (the bundle's: its metadata).
+  recrop_scale: tuple[float, float] = (1.0, 1.0)
 
   @property
   def mirror_permutation(self) -> np.ndarray | None:
@@ -62,6 +66,22 @@ class InferenceModel:
   def with_depthwise_impl(self, impl: str) -> InferenceModel:
     """The same network with another depthwise convolution ("shift", "lax", "auto")."""
     return dataclasses.replace(self, module=self.module.clone(depthwise_impl=impl))
+
+
+def validate_recrop_scale(scale: Any) -> tuple[float, float]:
+  """`recrop_scale` as (width, height) floats, each finite and in [0.5, 2].
+
+  Raises:
+    ValueError: anything else.
+  """
+  try:
+    values = np.asarray(scale, np.float64).reshape(-1)
+  except (TypeError, ValueError):
+    values = np.zeros(0)
+  if values.shape != (2,) or not np.all(np.isfinite(values)) or np.any(values < 0.5) \
+      or np.any(values > 2.0):
+    raise ValueError(f"recrop_scale needs two factors in [0.5, 2], got {scale!r}")
+  return float(values[0]), float(values[1])
 
 
 def fold(model_name: str, params: Any, batch_stats: Any, **fields) -> InferenceModel:

@@ -16,8 +16,12 @@ A face box from a detector is not that box, so each face takes two passes:
      `detection.DetectorBoxMapping`; skipped for `landmark_boxes=True`),
      cropped with the eval margin, and the network run on it;
   2. the crop is redone around the bounding box of the landmarks pass 1 predicted,
-     with the same margin, i.e. exactly the evaluation crop, and the network run
+     scaled by the model's `recrop_scale` (width, height) about its centre, with the
+     same margin (at scale 1 exactly the evaluation crop), and the network run
      again. Its landmarks and pose are returned.
+A model's landmarks that come out smaller than the face make each re-crop tighter
+than the last; the bundled model's scale undoes that on real photos
+(docs/scoring_photos.md).
 `refine_passes` is the number of such re-crops (default 1; 0 returns pass 1);
 `predict_landmark_boxes(..., converged=c)` stops re-cropping each face once its crop
 would move by less than c of its size (the video tracker's search).
@@ -45,7 +49,8 @@ from asmnet_jax.data import augment
 from asmnet_jax.data.images import ImageInput, load_image
 from asmnet_jax.inference import detection
 from asmnet_jax.inference import pretrained as pretrained_lib
-from asmnet_jax.inference.model import InferenceModel, load_checkpoint, load_workdir
+from asmnet_jax.inference.model import (InferenceModel, load_checkpoint, load_workdir,
+                                        validate_recrop_scale)
 from asmnet_jax.runtime import compile_options
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
@@ -61,11 +66,22 @@ def _is_single_image(images: Any) -> bool:
   return isinstance(images, (str, os.PathLike, Image.Image)) or hasattr(images, "__array__")
 
 
-def _guarded_box(previous: np.ndarray, landmarks: np.ndarray, margin: float) -> np.ndarray:
-  """The landmarks' box, kept within MAX_BOX_CHANGE of `previous` (a landmark box)."""
+def recrop_box(landmarks: np.ndarray, scale: Sequence[float] = (1.0, 1.0)) -> np.ndarray:
+  """The re-crop box (..., 4) x0 y0 x1 y1 of landmarks (..., n, 2): their bounding box
+  scaled by `scale` (width, height) about its centre."""
+  box = geometry.landmark_box(landmarks)
+  centre, half = 0.5 * (box[..., :2] + box[..., 2:]), 0.5 * (box[..., 2:] - box[..., :2])
+  half = half * np.asarray(scale, np.float64)
+  return np.concatenate([centre - half, centre + half], axis=-1)
+
+
+def _guarded_box(previous: np.ndarray, landmarks: np.ndarray, margin: float,
+                 scale: Sequence[float] = (1.0, 1.0)) -> np.ndarray:
+  """The re-crop box of `landmarks`, kept within MAX_BOX_CHANGE of `previous` (a
+  landmark box)."""
   if not np.all(np.isfinite(landmarks)):
     return previous
-  box = geometry.landmark_box(landmarks)
+  box = recrop_box(landmarks, scale)
   prev_size = np.maximum(previous[2:] - previous[:2], 1.0)
   size = np.clip(box[2:] - box[:2], prev_size / MAX_BOX_CHANGE, prev_size * MAX_BOX_CHANGE)
   lo, hi = previous[:2] - margin * prev_size, previous[2:] + margin * prev_size
@@ -122,6 +138,8 @@ class Predictor:
       split into chunks of the largest.
     flip_test: also run each crop mirrored and average (module doc); needs a mirror
       map (`InferenceModel.mirror_permutation`). "auto": on when the model has one.
+    recrop_scale: (width, height) factors of the re-crop box about its centre;
+      None: the model's own (`InferenceModel.recrop_scale`).
   """
 
   def __init__(self, model: InferenceModel, *,
@@ -129,7 +147,8 @@ class Predictor:
                box_mapping: detection.DetectorBoxMapping | None = None,
                refine_passes: int = 1,
                batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-               flip_test: bool | str = False):
+               flip_test: bool | str = False,
+               recrop_scale: Sequence[float] | None = None):
     if refine_passes < 0:
       raise ValueError(f"refine_passes must be >= 0, got {refine_passes}")
     if not batch_sizes or sorted(batch_sizes) != list(batch_sizes) or batch_sizes[0] < 1:
@@ -138,6 +157,8 @@ class Predictor:
     self._detector = detector
     self._box_mapping = box_mapping
     self.refine_passes = refine_passes
+    self.recrop_scale = validate_recrop_scale(
+        model.recrop_scale if recrop_scale is None else recrop_scale)
     self.batch_sizes = tuple(int(b) for b in batch_sizes)
     self._forward = compile_options.jit_inference(model.forward)
     if flip_test == "auto":
@@ -262,7 +283,8 @@ class Predictor:
 
   def predict_landmark_boxes(self, image: np.ndarray, landmark_boxes: np.ndarray, *,
                              refine_passes: int | None = None,
-                             converged: float | None = None
+                             converged: float | None = None,
+                             recrop_scale: Sequence[float] | None = None
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The faces of one image at given landmark boxes, with the crop they ended in.
 
@@ -272,6 +294,8 @@ class Predictor:
       refine_passes: the most re-crops (default: the predictor's `refine_passes`).
       converged: stop re-cropping a face once its re-crop box would move by less
         than this fraction of its size (`box_change`); None: always make every pass.
+      recrop_scale: (width, height) factors of the re-crop box (default: the
+        predictor's `recrop_scale`).
     Returns:
       landmarks float64 (k, n, 2) image pixels, pose float64 (k, 3) degrees, and the
       landmark box (k, 4) of each face's last crop.
@@ -280,24 +304,28 @@ class Predictor:
     if not len(boxes):
       n = self.model.num_landmarks
       return np.zeros((0, n, 2)), np.zeros((0, 3)), boxes
-    return self._search([image], [0] * len(boxes), boxes, refine_passes, converged)
+    scale = None if recrop_scale is None else validate_recrop_scale(recrop_scale)
+    return self._search([image], [0] * len(boxes), boxes, refine_passes, converged, scale)
 
   def _search(self, arrays: Sequence[np.ndarray], owners: Sequence[int],
               landmark_box: np.ndarray, refine_passes: int | None = None,
-              converged: float | None = None
+              converged: float | None = None,
+              recrop_scale: tuple[float, float] | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pass 1 at `landmark_box` (K, 4), then up to `refine_passes` re-crops (module
-    doc), each of the faces whose box still moves by `converged` or more.
+    doc) scaled by `recrop_scale` (None: the predictor's), each of the faces whose box
+    still moves by `converged` or more.
 
     Returns landmarks (K, n, 2), pose (K, 3) and each face's last crop box (K, 4).
     """
     passes = self.refine_passes if refine_passes is None else refine_passes
+    scale = self.recrop_scale if recrop_scale is None else recrop_scale
     landmark_box = np.array(landmark_box, np.float64)
     landmarks, pose = self._predict_boxes(arrays, owners, landmark_box)
     active = np.arange(len(landmark_box))
     for _ in range(passes):
-      boxes = np.stack([_guarded_box(landmark_box[k], landmarks[k], self.model.eval_margin)
-                        for k in active])
+      boxes = np.stack([_guarded_box(landmark_box[k], landmarks[k], self.model.eval_margin,
+                                     scale) for k in active])
       if converged is not None:
         moving = box_change(landmark_box[active], boxes) >= converged
         active, boxes = active[moving], boxes[moving]

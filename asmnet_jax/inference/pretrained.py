@@ -4,11 +4,11 @@ A bundle is one `.npz` file (no pickle): the BN-folded parameters, flattened wit
 "/"-joined names, stored as float16 (half the size; the folded network's outputs move
 by far less than a pixel, `tests/test_pretrained.py`), plus a JSON entry
 `__metadata__` with what `InferenceModel` needs (model name, landmark count, input
-size, pose scale, crop margin) and where the weights came from (the training
-config, its step, the command that reproduces it).
+size, pose scale, crop margin, and the re-crop scale where it is not 1) and where the
+weights came from (the training config, its step, the command that reproduces it).
 
     python -m asmnet_jax.inference.pretrained --workdir workdirs/photo \\
-        --out asmnet_jax/assets/pretrained/asmnet_68.npz
+        --out asmnet_jax/assets/pretrained/asmnet_68.npz [--recrop_scale 1.08,1.08]
 
 `load_bundle()` with no argument reads the bundled file; `Predictor.pretrained()`
 wraps it. A damaged file gives a `BundleError` that names it.
@@ -16,6 +16,7 @@ wraps it. A damaged file gives a `BundleError` that names it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import zipfile
@@ -29,6 +30,7 @@ from flax import traverse_util
 
 from asmnet_jax import cli
 from asmnet_jax.core import mirror
+from asmnet_jax.inference import model as model_lib
 from asmnet_jax.inference.model import InferenceModel, load_checkpoint, load_workdir
 from asmnet_jax.nn import models
 from asmnet_jax.train import checkpoints
@@ -60,6 +62,8 @@ def save_bundle(model: InferenceModel, path: str, provenance: dict[str, Any] | N
   }
   if model.mirror_map is not None:
     meta["mirror_map"] = [int(i) for i in model.mirror_map]
+  if tuple(model.recrop_scale) != (1.0, 1.0):
+    meta["recrop_scale"] = [float(v) for v in model.recrop_scale]
   arrays[METADATA_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + ".tmp.npz"
@@ -109,7 +113,17 @@ def load_bundle(path: str = DEFAULT_BUNDLE) -> InferenceModel:
                         num_landmarks=int(meta["num_landmarks"]), model_name=meta["model"],
                         pose_scale_deg=float(meta["pose_scale_deg"]),
                         eval_margin=float(meta["eval_margin"]), step=meta["step"],
-                        source=os.path.abspath(path), mirror_map=_mirror_map(meta, path))
+                        source=os.path.abspath(path), mirror_map=_mirror_map(meta, path),
+                        recrop_scale=_recrop_scale(meta, path))
+
+
+def _recrop_scale(meta: dict[str, Any], path: str) -> tuple[float, float]:
+  """The bundle's re-crop scale (width, height), checked; (1, 1) when it has none."""
+  scale = meta.get("recrop_scale", (1.0, 1.0))
+  try:
+    return model_lib.validate_recrop_scale(scale)
+  except ValueError as e:
+    raise BundleError(f"{path}: bad recrop_scale ({e})") from e
 
 
 def _mirror_map(meta: dict[str, Any], path: str) -> tuple[int, ...] | None:
@@ -132,6 +146,9 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("out", DEFAULT_BUNDLE, "The bundle file to write.", flag_values=fv)
   flags.DEFINE_string("command", "", "The command that trained the work directory "
                       "(recorded in the bundle).", flag_values=fv)
+  flags.DEFINE_list("recrop_scale", ["1", "1"], "Width and height factors of the "
+                    "re-crop box (`InferenceModel.recrop_scale`), measured on real "
+                    "development photos (docs/scoring_photos.md).", flag_values=fv)
 
 
 def _run(fv: flags.FlagValues) -> None:
@@ -142,6 +159,8 @@ def _run(fv: flags.FlagValues) -> None:
     else:
       model = load_checkpoint(fv.checkpoint, config)
     step_dir = model.source
+    model = dataclasses.replace(
+        model, recrop_scale=model_lib.validate_recrop_scale(fv.recrop_scale))
   provenance = {"config": json.loads(config.to_json_best_effort()), "command": fv.command,
                 "checkpoint": os.path.relpath(step_dir, fv.workdir)}
   meta = save_bundle(model, fv.out, provenance)

@@ -7,9 +7,10 @@
 
 Per frame:
   1. each track is searched for from its landmarks in the previous frame: their
-     bounding box is the next landmark-box estimate (`Predictor.predict_landmark_boxes`),
-     re-cropped around the new landmarks until the crop settles (`refine_passes`,
-     `converged`); all tracks go through in one batch;
+     bounding box (scaled by `recrop_scale`, default 1) is the next landmark-box
+     estimate (`Predictor.predict_landmark_boxes`), re-cropped around the new
+     landmarks until the crop settles (`refine_passes`, `converged`); all tracks go
+     through in one batch;
   2. a track is lost when its shape leaves its crop (the shape's centre outside the
      crop, or more than `max_outside` of the points outside it), collapses or blows up
      (its landmark box's size sqrt(w h) changes by more than `max_size_change` from
@@ -37,13 +38,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from asmnet_jax.core import geometry
 from asmnet_jax.inference import flow as flow_lib
+from asmnet_jax.inference import predictor as predictor_lib
 from asmnet_jax.inference import smoothing
+from asmnet_jax.inference.model import validate_recrop_scale
 from asmnet_jax.inference.predictor import Face, Predictor
 
 # One Euro defaults, chosen on photo-style synthetic clips (docs/video.md): a still face is
@@ -157,6 +160,10 @@ class VideoPredictor:
     refine_passes, converged: each face is re-cropped around its predicted landmarks
       until its crop moves by less than `converged` of its size, at most
       `refine_passes` times (`Predictor.predict_landmark_boxes`; None: every pass).
+    recrop_scale: (width, height) factors of each search's start box and re-crop
+      boxes about their centre. Default (1, 1), not the model's: a scale compounds
+      over the frames' passes, and the bundle's 1.08 made tracks run off the faces of
+      the benchmark clips (docs/video.md).
 
   Attributes (counts since the last `reset`):
     frames, detector_calls, tracks_started, tracks_lost, recoveries.
@@ -171,7 +178,8 @@ class VideoPredictor:
                aspect_range: tuple[float, float] = (0.5, 2.5), min_inside: float = 0.6,
                min_score: float = 0.9, match_iou: float = 0.3, forget_after: int = 30,
                fps: float = DEFAULT_FPS, refine_passes: int = DEFAULT_REFINE_PASSES,
-               converged: float | None = DEFAULT_CONVERGED):
+               converged: float | None = DEFAULT_CONVERGED,
+               recrop_scale: Sequence[float] = (1.0, 1.0)):
     if detect_every < 1:
       raise ValueError(f"detect_every must be >= 1, got {detect_every}")
     if fps <= 0:
@@ -196,6 +204,7 @@ class VideoPredictor:
     self.forget_after = forget_after
     self.fps = float(fps)
     self.refine_passes, self.converged = int(refine_passes), converged
+    self.recrop_scale = validate_recrop_scale(recrop_scale)
     self.reset()
 
   def reset(self) -> None:
@@ -237,9 +246,11 @@ class VideoPredictor:
     """Moves every track to this frame; drops the lost ones. Returns whether any was."""
     if not self._tracks:
       return False
-    boxes = geometry.landmark_box(np.stack([t.landmarks for t in self._tracks]))
+    boxes = predictor_lib.recrop_box(np.stack([t.landmarks for t in self._tracks]),
+                                     self.recrop_scale)
     landmarks, pose, crops = self.predictor.predict_landmark_boxes(
-        frame, boxes, refine_passes=self.refine_passes, converged=self.converged)
+        frame, boxes, refine_passes=self.refine_passes, converged=self.converged,
+        recrop_scale=self.recrop_scale)
     kept = []
     for track, points, angles, crop in zip(self._tracks, landmarks, pose, crops):
       if self._is_lost(points, crop, frame.shape, max(track.sizes[-self.size_memory:])):
@@ -296,7 +307,8 @@ class VideoPredictor:
     if not new:
       return
     landmarks, pose, crops = self.predictor.predict_landmark_boxes(
-        frame, estimates[new], refine_passes=self.refine_passes, converged=self.converged)
+        frame, estimates[new], refine_passes=self.refine_passes, converged=self.converged,
+        recrop_scale=self.recrop_scale)
     for k, points, angles, crop in zip(new, landmarks, pose, crops):
       if self._is_lost(points, crop, frame.shape):
         continue

@@ -2,7 +2,7 @@
 losses and speed.
 
     python -m asmnet_jax.tools.video_benchmark [--seeds 100-107] [--out video_benchmark.json]
-        [--tune_seeds 900-903 --tune] [--style photo]
+        [--tune_seeds 900-903 --tune] [--style photo] [--recrop_scale 1,1]
 
 Clips come from `asmnet_jax.synthetic.clips` (640x480, 30 fps; fast turns, exits,
 two faces in some), with cartoon faces or, with --style photo, photo-style ones. The
@@ -312,6 +312,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                      "pass).", lower_bound=0.0, flag_values=fv)
   flags.DEFINE_boolean("flip_test", True, "Average each crop's prediction with its mirror "
                        "image's, as predict.py does by default.", flag_values=fv)
+  flags.DEFINE_list("recrop_scale", [], "Width and height factors of the re-crop box "
+                    "(`Predictor`); empty: the bundle's.", flag_values=fv)
   flags.DEFINE_string("out", "video_benchmark.json", "JSON output.", flag_values=fv)
 
 
@@ -321,14 +323,17 @@ def _run(fv: flags.FlagValues) -> None:
   if fv.tune and set(seeds) & set(tune_seeds):
     raise cli.UsageError(f"--tune_seeds overlap --seeds: {sorted(set(seeds) & set(tune_seeds))}")
   config = ClipConfig(seconds=fv.seconds, style=fv.style)
-  predictor = Predictor.pretrained(flip_test=fv.flip_test)
+  with cli.reported(ValueError):
+    predictor = Predictor.pretrained(flip_test=fv.flip_test,
+                                     recrop_scale=fv.recrop_scale or None)
   record: dict[str, Any] = {
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "machine": machine.machine_record(), "seeds": seeds,
       "clip": {"seconds": config.seconds, "fps": config.fps, "size": [config.width, config.height],
                "style": config.style},
       "detect_every": fv.detect_every, "flip_test": fv.flip_test,
-      "refine_passes": fv.refine_passes, "converged": fv.converged}
+      "refine_passes": fv.refine_passes, "converged": fv.converged,
+      "recrop_scale": list(predictor.recrop_scale)}
   search = {"detect_every": fv.detect_every, "refine_passes": fv.refine_passes,
             "converged": fv.converged}
   min_cutoff, beta = fv.min_cutoff, fv.beta
