@@ -6,8 +6,10 @@ losses and speed.
 
 Clips come from `asmnet_jax.synthetic.clips` (640x480, 30 fps; fast turns, exits,
 two faces in some), with cartoon faces or, with --style photo, photo-style ones. The
-model is the bundled one (`Predictor.pretrained()`), with its
-default detector and, as `predict.py` runs it, test-time flips (--noflip_test: one pass). Figures (all over the clips' frames):
+model is the bundled one (`Predictor.pretrained()`), with its default detector and, as
+`predict.py` runs it, test-time flips (--noflip_test: one pass); the tracker re-crops
+with its own `recrop_scale` (default 1; --recrop_scale sets it). Figures (all over the
+clips' frames):
   * nme_pct: per frame and face, the mean landmark error over the inter-ocular
     (outer eye corner) distance, in percent, for faces with all 68 points in the
     frame and a predicted face on them; raw and smoothed;
@@ -34,8 +36,8 @@ A predicted face is on a true face when their landmark boxes overlap with IoU >=
 --tune grid-searches on --tune_seeds (never the reported seeds) the One Euro
 parameters (the landmarks filtered with --noflow, and the pose), then the flow
 smoother's (`asmnet_jax.inference.flow`), each for the least smoothed jitter whose NME
-is within 0.1 points of raw, and prints the grids. Prints one JSON object and writes it, with the date and the
-machine, to --out.
+is within 0.1 points of raw, and prints the grids. Prints one JSON object and writes
+it, with the date and the machine, to --out.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import time
 from typing import Any, Sequence
 
 import numpy as np
+import tqdm
 from absl import flags
 
 from asmnet_jax import cli
@@ -57,6 +60,7 @@ from asmnet_jax.core import geometry
 from asmnet_jax.core.metrics import OUTER_EYE_CORNERS
 from asmnet_jax.inference import flow as flow_lib
 from asmnet_jax.inference import tracking
+from asmnet_jax.inference.model import validate_recrop_scale
 from asmnet_jax.inference.predictor import Predictor
 from asmnet_jax.runtime import machine
 from asmnet_jax.synthetic.clips import ClipConfig, SyntheticClip
@@ -243,7 +247,8 @@ def measure_fps(predictor: Predictor, frames: Sequence[np.ndarray], timestamps: 
 
 def load_clips(seeds: Sequence[int], config: ClipConfig = ClipConfig()
                ) -> list[tuple[SyntheticClip, list[np.ndarray]]]:
-  return [(clip, list(clip.frames())) for clip in (SyntheticClip(s, config) for s in seeds)]
+  clips = (SyntheticClip(s, config) for s in tqdm.tqdm(seeds, desc="rendering clips", unit="clip"))
+  return [(clip, list(clip.frames())) for clip in clips]
 
 
 def _grid_search(clips, raw, settings: Sequence[dict[str, float]], max_nme_cost: float,
@@ -251,7 +256,7 @@ def _grid_search(clips, raw, settings: Sequence[dict[str, float]], max_nme_cost:
   """Each of `settings` (`resmooth` keywords) scored on the clips; the least smoothed
   jitter within `max_nme_cost` points of the raw NME."""
   grid = []
-  for setting in settings:
+  for setting in tqdm.tqdm(settings, desc="grid", unit="setting"):
     figures = summarise([
         score_clip(clip, resmooth(output, clip.timestamps,
                                   frames=frames if with_frames else None, **setting))
@@ -272,7 +277,8 @@ def tune(predictor: Predictor, clips, min_cutoffs: Sequence[float], betas: Seque
   """The grids on `clips` and the chosen entries (module doc): {"one_euro": (chosen,
   grid), "flow": (chosen, grid)}; the flow grid uses the chosen One Euro parameters."""
   video = tracking.VideoPredictor(predictor, smooth=False, **tracker_args)
-  raw = [run_clip(video, frames, clip.timestamps) for clip, frames in clips]
+  raw = [run_clip(video, frames, clip.timestamps)
+         for clip, frames in tqdm.tqdm(clips, desc="tracking tuning clips", unit="clip")]
   one_euro = _grid_search(clips, raw, [{"min_cutoff": c, "beta": b} for c in min_cutoffs
                                        for b in betas], max_nme_cost, with_frames=False)
   pose_filter = {k: one_euro[0][k] for k in ("min_cutoff", "beta")}
@@ -312,8 +318,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                      "pass).", lower_bound=0.0, flag_values=fv)
   flags.DEFINE_boolean("flip_test", True, "Average each crop's prediction with its mirror "
                        "image's, as predict.py does by default.", flag_values=fv)
-  flags.DEFINE_list("recrop_scale", [], "Width and height factors of the re-crop box "
-                    "(`Predictor`); empty: the bundle's.", flag_values=fv)
+  flags.DEFINE_list("recrop_scale", ["1", "1"], "Width and height factors of the "
+                    "tracker's crop boxes (`VideoPredictor`).", flag_values=fv)
   flags.DEFINE_string("out", "video_benchmark.json", "JSON output.", flag_values=fv)
 
 
@@ -324,8 +330,8 @@ def _run(fv: flags.FlagValues) -> None:
     raise cli.UsageError(f"--tune_seeds overlap --seeds: {sorted(set(seeds) & set(tune_seeds))}")
   config = ClipConfig(seconds=fv.seconds, style=fv.style)
   with cli.reported(ValueError):
-    predictor = Predictor.pretrained(flip_test=fv.flip_test,
-                                     recrop_scale=fv.recrop_scale or None)
+    recrop_scale = validate_recrop_scale(fv.recrop_scale)
+  predictor = Predictor.pretrained(flip_test=fv.flip_test)
   record: dict[str, Any] = {
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "machine": machine.machine_record(), "seeds": seeds,
@@ -333,9 +339,9 @@ def _run(fv: flags.FlagValues) -> None:
                "style": config.style},
       "detect_every": fv.detect_every, "flip_test": fv.flip_test,
       "refine_passes": fv.refine_passes, "converged": fv.converged,
-      "recrop_scale": list(predictor.recrop_scale)}
+      "recrop_scale": list(recrop_scale)}
   search = {"detect_every": fv.detect_every, "refine_passes": fv.refine_passes,
-            "converged": fv.converged}
+            "converged": fv.converged, "recrop_scale": recrop_scale}
   min_cutoff, beta = fv.min_cutoff, fv.beta
   floor, tolerance = fv.flow_floor, fv.flow_tolerance
   if fv.tune:
@@ -352,7 +358,8 @@ def _run(fv: flags.FlagValues) -> None:
                      "frames": sum(c.num_frames for c, _ in clips)}
   video = tracking.VideoPredictor(predictor, min_cutoff=min_cutoff, beta=beta, flow=fv.flow,
                                   flow_floor=floor, flow_tolerance=tolerance, **search)
-  scores = [score_clip(clip, run_clip(video, frames, clip.timestamps)) for clip, frames in clips]
+  scores = [score_clip(clip, run_clip(video, frames, clip.timestamps))
+            for clip, frames in tqdm.tqdm(clips, desc="tracking clips", unit="clip")]
   record["figures"] = summarise(scores)
   record["per_clip"] = [{"seed": clip.seed, "faces": clip.num_faces, **{
       k: v for k, v in summarise([score]).items()
