@@ -189,6 +189,7 @@ def test_detector_mode_counts_found_missed_and_false_positives(tmp_path, renders
                                "detector", progress=False)
   s = scores["summary"]
   assert (s["faces"], s["found"], s["false_positives"], s["detector"]) == (3, 1, 1, None)
+  assert s["search"] is None  # not a Predictor.
   expected = _numpy_nme(off, gt_left)
   assert s["nme_mean"] == pytest.approx(expected, rel=1e-6)
   assert s["failure_rate@0.10"] == 0.0
@@ -274,6 +275,8 @@ def test_command_nme_equals_numpy_on_its_predictions(tmp_path, renders, capsys):
   scores = json.loads((out / "scores.json").read_text())
   s = scores["summary"]
   assert (s["faces"], s["found"], s["skipped"], s["boxes"]) == (3, 3, 1, "landmarks")
+  # Landmark boxes: no re-crop; a 68-point model flip-tests; a checkpoint's scale is 1.
+  assert s["search"] == {"refine_passes": 0, "flip_test": True, "recrop_scale": [1.0, 1.0]}
   nmes = []
   for face in scores["faces"]:
     pred = np.asarray(face["landmarks"], np.float64)

@@ -199,6 +199,15 @@ def _model_description(predictor: Any) -> str:
   return str(getattr(model, "source", "") or type(predictor).__name__)
 
 
+def _search_description(predictor: Any) -> dict[str, Any] | None:
+  """The re-crops, flip test and re-crop scale of a `Predictor`; None for others."""
+  names = ("refine_passes", "flip_test", "recrop_scale")
+  if not all(hasattr(predictor, name) for name in names):
+    return None
+  return {"refine_passes": int(predictor.refine_passes), "flip_test": bool(predictor.flip_test),
+          "recrop_scale": [float(v) for v in predictor.recrop_scale]}
+
+
 def _detector_description(predictor: Any) -> str | None:
   """The detector's class name, where the predictor has a `detector` (as Predictor)."""
   detector = getattr(predictor, "detector", None)
@@ -339,6 +348,7 @@ def score_photos(predictor: Any, dataset_path: str, out_dir: str, boxes: str = "
       "dataset": os.path.abspath(dataset_path), "format": annotations.format,
       "boxes": boxes, "model": _model_description(predictor),
       "detector": _detector_description(predictor) if boxes == "detector" else None,
+      "search": _search_description(predictor),
       "num_points": int(records[0]["gt"].shape[0]),
       "normalizer": scheme.normalizer, "normalizer_description": scheme.describe_normalizer(),
       "images": len({r["file"] for r in records}), "faces": len(records), "found": len(found),
