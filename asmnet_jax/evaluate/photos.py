@@ -48,7 +48,6 @@ From Python, with any object called like `Predictor`
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
