@@ -56,6 +56,7 @@ from asmnet_jax.inference import flow as flow_smoothing
 from asmnet_jax.inference import pretrained
 from asmnet_jax.inference import tracking
 from asmnet_jax.inference import video as video_io
+from asmnet_jax.inference.model import validate_recrop_scale
 from asmnet_jax.train import checkpoints
 from asmnet_jax.train import config as config_lib
 
@@ -116,6 +117,9 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer("refine_passes", 1, "Photos: re-crops around the predicted "
                        "landmarks (videos re-crop each face until its crop settles).",
                        lower_bound=0, flag_values=fv)
+  flags.DEFINE_list("recrop_scale", [], "Photos: width and height factors of the re-crop "
+                    "box about its centre (default: the model's: the bundle's 1.08, a work "
+                    "directory's 1; videos: 1).", flag_values=fv)
   flags.DEFINE_integer("camera", None, "Track faces on this camera (OpenCV index) until "
                        "Ctrl-C or --max_frames.", lower_bound=0, flag_values=fv)
   flags.DEFINE_integer("detect_every", 10, "Videos: run the face detector at least every "
@@ -190,17 +194,18 @@ def _run(fv: flags.FlagValues, paths: list[str]) -> int:
         given = json.load(f)
   # A model whose points have no mirror map runs one pass, with a notice below.
   flip_test = "auto" if fv.flip_test else False
+  with cli.reported(ValueError):
+    recrop_scale = validate_recrop_scale(fv.recrop_scale) if fv.recrop_scale else None
+  search = {"refine_passes": fv.refine_passes, "flip_test": flip_test,
+            "recrop_scale": recrop_scale}
   if fv.workdir is None:
     with cli.reported(pretrained.BundleError, status=cli.EXIT_FAILURE):
-      predictor = inference.Predictor.pretrained(refine_passes=fv.refine_passes,
-                                                 flip_test=flip_test)
+      predictor = inference.Predictor.pretrained(**search)
   else:
     # Not a work directory, a bad config.json, no (readable) checkpoint.
     with cli.reported(FileNotFoundError, config_lib.ConfigFileError,
                       checkpoints.CheckpointError):
-      predictor = inference.Predictor.from_workdir(fv.workdir, fv.checkpoint,
-                                                   refine_passes=fv.refine_passes,
-                                                   flip_test=flip_test)
+      predictor = inference.Predictor.from_workdir(fv.workdir, fv.checkpoint, **search)
     print(f"predict.py: {fv.checkpoint} checkpoint -> {predictor.model.source}",
           file=sys.stderr)
   if notice := predictor.flip_test_fallback_notice(fv.flip_test):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from asmnet_jax import cli
 from asmnet_jax.core import metrics
 from asmnet_jax.inference import pretrained
 from asmnet_jax.inference.model import load_workdir
@@ -172,3 +173,4 @@ def test_predict_py_without_workdir_uses_the_shipped_model(tmp_path):
     (entry,) = json.load(f)
   predicted = np.asarray(entry["faces"][0]["landmarks"])[None]
   assert float(metrics.nme(predicted, face["landmarks"][None])[0]) < 0.15
+  assert predict.main([path, f"--out={out}", "--recrop_scale=3,1"]) == cli.EXIT_USAGE
