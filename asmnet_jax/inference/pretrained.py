@@ -30,8 +30,8 @@ from flax import traverse_util
 
 from asmnet_jax import cli
 from asmnet_jax.core import mirror
-from asmnet_jax.inference import model as model_lib
-from asmnet_jax.inference.model import InferenceModel, load_checkpoint, load_workdir
+from asmnet_jax.inference.model import (InferenceModel, load_checkpoint, load_workdir,
+                                        validate_recrop_scale)
 from asmnet_jax.nn import models
 from asmnet_jax.train import checkpoints
 from asmnet_jax.train import config as config_lib
@@ -121,7 +121,7 @@ def _recrop_scale(meta: dict[str, Any], path: str) -> tuple[float, float]:
   """The bundle's re-crop scale (width, height), checked; (1, 1) when it has none."""
   scale = meta.get("recrop_scale", (1.0, 1.0))
   try:
-    return model_lib.validate_recrop_scale(scale)
+    return validate_recrop_scale(scale)
   except ValueError as e:
     raise BundleError(f"{path}: bad recrop_scale ({e})") from e
 
@@ -160,7 +160,7 @@ def _run(fv: flags.FlagValues) -> None:
       model = load_checkpoint(fv.checkpoint, config)
     step_dir = model.source
     model = dataclasses.replace(
-        model, recrop_scale=model_lib.validate_recrop_scale(fv.recrop_scale))
+        model, recrop_scale=validate_recrop_scale(fv.recrop_scale))
   provenance = {"config": json.loads(config.to_json_best_effort()), "command": fv.command,
                 "checkpoint": os.path.relpath(step_dir, fv.workdir)}
   meta = save_bundle(model, fv.out, provenance)
