@@ -70,9 +70,8 @@ def recrop_box(landmarks: np.ndarray, scale: Sequence[float] = (1.0, 1.0)) -> np
   """The re-crop box (..., 4) x0 y0 x1 y1 of landmarks (..., n, 2): their bounding box
   scaled by `scale` (width, height) about its centre."""
   box = geometry.landmark_box(landmarks)
-  centre, half = 0.5 * (box[..., :2] + box[..., 2:]), 0.5 * (box[..., 2:] - box[..., :2])
-  half = half * np.asarray(scale, np.float64)
-  return np.concatenate([centre - half, centre + half], axis=-1)
+  scaling = detection.DetectorBoxMapping(centre_shift=(0.0, 0.0), scale=tuple(scale))
+  return scaling(box).reshape(box.shape)
 
 
 def _guarded_box(previous: np.ndarray, landmarks: np.ndarray, margin: float,

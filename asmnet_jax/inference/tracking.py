@@ -44,10 +44,9 @@ import numpy as np
 
 from asmnet_jax.core import geometry
 from asmnet_jax.inference import flow as flow_lib
-from asmnet_jax.inference import predictor as predictor_lib
 from asmnet_jax.inference import smoothing
 from asmnet_jax.inference.model import validate_recrop_scale
-from asmnet_jax.inference.predictor import Face, Predictor
+from asmnet_jax.inference.predictor import Face, Predictor, recrop_box
 
 # One Euro defaults, chosen on photo-style synthetic clips (docs/video.md): a still face is
 # filtered at MIN_CUTOFF Hz; landmark speed is in face sizes per second, pose speed
@@ -246,8 +245,7 @@ class VideoPredictor:
     """Moves every track to this frame; drops the lost ones. Returns whether any was."""
     if not self._tracks:
       return False
-    boxes = predictor_lib.recrop_box(np.stack([t.landmarks for t in self._tracks]),
-                                     self.recrop_scale)
+    boxes = recrop_box(np.stack([t.landmarks for t in self._tracks]), self.recrop_scale)
     landmarks, pose, crops = self.predictor.predict_landmark_boxes(
         frame, boxes, refine_passes=self.refine_passes, converged=self.converged,
         recrop_scale=self.recrop_scale)
