@@ -112,6 +112,25 @@ def test_smoother_averages_network_noise_on_a_still_face_and_follows_a_moving_on
   assert np.linalg.norm(smooth - truth - shift, axis=-1).mean() < 0.4
 
 
+def test_predict_carries_the_last_output_and_is_computed_once_per_frame(monkeypatch):
+  frame = _texture()
+  network = _face_points()
+  smoother = flow.FlowSmoother()
+  assert smoother.predict(None, frame) is None  # nothing to carry yet.
+  smoother(None, frame, network)
+  moved = _warp(frame, _similarity(0.0, 1.0, (4.0, -2.0)))
+  calls = []
+  original = flow.face_motion
+  monkeypatch.setattr(flow, "face_motion", lambda *a, **k: calls.append(1) or original(*a, **k))
+  carried = smoother.predict(frame, moved)
+  np.testing.assert_allclose(carried, network + [4.0, -2.0], atol=0.3)
+  assert smoother.predict(frame, moved) is carried  # the same frame: no second flow.
+  # This frame's fusion starts from the same carried points.
+  expected = flow.fuse(carried, network + [4.5, -2.0])
+  np.testing.assert_allclose(smoother(frame, moved, network + [4.5, -2.0]), expected)
+  assert len(calls) == 1
+
+
 def test_no_texture_or_first_frame_passes_the_network_through():
   smoother = flow.FlowSmoother()
   network = _face_points()

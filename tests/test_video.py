@@ -147,6 +147,27 @@ def test_tracks_start_from_their_landmarks_box_scaled(scale):
     tracking.VideoPredictor(fake, recrop_scale=(3.0, 1.0))
 
 
+@pytest.mark.parametrize("smooth,flow", [(True, True), (True, False), (False, True)])
+def test_searches_start_where_the_flow_carries_the_smoothed_face(smooth, flow):
+  texture = cv2.GaussianBlur(np.random.default_rng(5).random((200, 320)).astype(np.float32),
+                             (0, 0), 2.0)
+  texture = (255 * (texture - texture.min()) / np.ptp(texture)).astype(np.uint8)
+  shape = np.random.default_rng(3).uniform(0, 60, (68, 2)) + [60, 60]
+  step = 6.0  # px a frame to the right: the image and the face move together.
+  fake = ScriptedPredictor([shape + [step * t, 0] for t in range(4)])
+  video = tracking.VideoPredictor(fake, detect_every=10, smooth=smooth, flow=flow)
+  for t in range(4):
+    frame = np.repeat(texture[:, 100 - int(step) * t:300 - int(step) * t, None], 3, axis=-1)
+    frame[0, 0, 0] = t
+    video(frame)
+  for t in (1, 2, 3):
+    # The flow smoother looks where the face is now; without it the search starts from
+    # the last frame's landmarks, a step behind.
+    lag = 0.0 if smooth and flow else step
+    expected = geometry.landmark_box(shape + [step * t - lag, 0])
+    np.testing.assert_allclose(fake.boxes[t][0], expected, atol=0.5)
+
+
 class NoisyStillFace:
   """A still textured face whose network output trembles by 0.5 px (seeded)."""
 
@@ -220,15 +241,42 @@ def test_benchmark_scores_known_offsets(small_clip):
   np.testing.assert_allclose(scores["jitter"]["smoothed"], 0.0, atol=1e-4)
   assert scores["counts"]["covered"] == len(gt) and scores["counts"]["id_switches"] == 0
   true_motion = np.linalg.norm(np.diff(gt, axis=0), axis=-1).mean(-1) / iod[1:]
-  np.testing.assert_allclose(scores["motion"], true_motion, rtol=1e-4)
+  np.testing.assert_allclose(scores["motion"]["raw"], true_motion, rtol=1e-4)
+  np.testing.assert_allclose(scores["motion"]["smoothed"], true_motion, rtol=1e-4)
   bands = video_benchmark.summarise([scores])["jitter_by_motion"]
-  assert sum(b["pairs"] for b in bands) == len(gt) - 1
+  assert sum(b["pairs_raw"] for b in bands) == len(gt) - 1
   for band, (lo, hi) in zip(bands, zip(video_benchmark.MOTION_BANDS[:-1],
                                        video_benchmark.MOTION_BANDS[1:])):
     inside = (true_motion >= lo) & (true_motion < hi)
-    assert band["pairs"] == inside.sum()
+    assert band["pairs_raw"] == band["pairs_smoothed"] == inside.sum()
     if inside.any():
       assert band["jitter_pct_raw"] == pytest.approx(100 * np.mean(2.0 / iod[1:][inside]), abs=2e-3)
+
+
+def test_benchmark_takes_raw_figures_from_the_unsmoothed_run(small_clip):
+  clip, _ = small_clip
+  gt = clip.landmarks[:, 0].astype(np.float64)
+  iod = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)
+
+  def face(smoothed, raw):
+    return tracking.TrackedFace(smoothed.astype(np.float32), np.zeros(3, np.float32),
+                                geometry.landmark_box(smoothed).astype(np.float32), 1.0, 0,
+                                raw.astype(np.float32), np.zeros(3, np.float32))
+
+  unsmoothed = [[face(g + [1.0, 0.0], g + [1.0, 0.0])] for g in gt]
+  # The smoothed run's network output (3 px off) must not count as raw; it misses the
+  # face on the last frame.
+  smoothed = [[face(g + [2.0, 0.0], g + [3.0, 0.0])] for g in gt[:-1]] + [[]]
+  combined = video_benchmark.combine(video_benchmark.score_clip(clip, unsmoothed),
+                                     video_benchmark.score_clip(clip, smoothed))
+  np.testing.assert_allclose(combined["nme"]["raw"], 1.0 / iod, rtol=1e-5)
+  np.testing.assert_allclose(combined["nme"]["smoothed"], 2.0 / iod[:-1], rtol=1e-5)
+  assert combined["counts"]["covered"] == len(gt) - 1
+  bands = video_benchmark.summarise([combined])["jitter_by_motion"]
+  assert sum(b["pairs_raw"] for b in bands) == len(gt) - 1
+  assert sum(b["pairs_smoothed"] for b in bands) == len(gt) - 2
+  network = video_benchmark.network_figures([video_benchmark.score_clip(clip, smoothed)])
+  assert network["nme_pct_raw"] == pytest.approx(100 * np.mean(3.0 / iod[:-1]), abs=1e-3)
 
 
 # ------------------------------------------------------------------------------------

@@ -156,18 +156,31 @@ class FlowSmoother:
                        f"{floor}, {tolerance}, {sigma}")
     self.floor, self.tolerance, self.sigma = float(floor), float(tolerance), float(sigma)
     self.landmarks: np.ndarray | None = None  # float64 (n, 2), the last output.
+    # (grey frame, carried landmarks or None) of the last `predict`.
+    self._prediction: tuple[np.ndarray, np.ndarray | None] | None = None
+
+  def predict(self, previous: np.ndarray | None, current: np.ndarray) -> np.ndarray | None:
+    """The last output carried into grey frame `current` by the flow from `previous`:
+    float64 (n, 2) px, where the face should now be; None on the track's first frame or
+    when too few features could be followed. The tracker crops there, and this frame's
+    `__call__` fuses the same points (computed once per frame)."""
+    if self._prediction is not None and self._prediction[0] is current:
+      return self._prediction[1]
+    carried = None
+    if previous is not None and self.landmarks is not None:
+      motion = face_motion(previous, current, geometry.landmark_box(self.landmarks))
+      if motion is not None:
+        carried = carry(self.landmarks, motion, self.sigma)
+    self._prediction = (current, carried)
+    return carried
 
   def __call__(self, previous: np.ndarray | None, current: np.ndarray,
                network: np.ndarray) -> np.ndarray:
     """The landmarks in grey frame `current`, given the network's (n, 2) px there and
     the grey frame before it (None on the track's first frame)."""
     network = np.asarray(network, np.float64)
-    motion = None
-    if previous is not None and self.landmarks is not None:
-      motion = face_motion(previous, current, geometry.landmark_box(self.landmarks))
-    if motion is None:
-      self.landmarks = network
-    else:
-      carried = carry(self.landmarks, motion, self.sigma)
-      self.landmarks = fuse(carried, network, self.floor, self.tolerance)
+    carried = self.predict(previous, current)
+    self._prediction = None
+    self.landmarks = network if carried is None else fuse(carried, network, self.floor,
+                                                          self.tolerance)
     return self.landmarks

@@ -6,7 +6,8 @@
         face.track_id, face.landmarks, face.pose
 
 Per frame:
-  1. each track is searched for from its landmarks in the previous frame: their
+  1. each track is searched for from its landmarks in the previous frame (carried
+     into this one by the optical flow when the flow smoother is on: step 4): their
      bounding box (scaled by `recrop_scale`, default 1) is the next landmark-box
      estimate (`Predictor.predict_landmark_boxes`), re-cropped around the new
      landmarks until the crop settles (`refine_passes`, `converged`); all tracks go
@@ -28,8 +29,11 @@ Per frame:
   4. unless smoothing is off, each track's landmarks are carried from the last frame
      by the image's optical flow and pulled toward the network's
      (`asmnet_jax.inference.flow`), or, with `flow=False`, One Euro filtered
-     (`asmnet_jax.inference.smoothing`); its pose is One Euro filtered. The next crop
-     comes from the raw landmarks, so smoothing never drags the crop behind the face.
+     (`asmnet_jax.inference.smoothing`); its pose is One Euro filtered. With the flow
+     smoother, step 1's search starts from the smoothed landmarks carried into the new
+     frame by the flow (`FlowSmoother.predict`): centred where the face is now, steady
+     while it is still. Otherwise it starts from the raw landmarks, so a low-pass
+     filter's lag never drags the crop behind the face.
 
 Coordinates and angles are the `Predictor`'s (`asmnet_jax.inference.predictor`).
 """
@@ -245,7 +249,8 @@ class VideoPredictor:
     """Moves every track to this frame; drops the lost ones. Returns whether any was."""
     if not self._tracks:
       return False
-    boxes = recrop_box(np.stack([t.landmarks for t in self._tracks]), self.recrop_scale)
+    boxes = recrop_box(np.stack([self._search_start(t) for t in self._tracks]),
+                       self.recrop_scale)
     landmarks, pose, crops = self.predictor.predict_landmark_boxes(
         frame, boxes, refine_passes=self.refine_passes, converged=self.converged,
         recrop_scale=self.recrop_scale)
@@ -261,6 +266,18 @@ class VideoPredictor:
     lost = len(kept) < len(self._tracks)
     self._tracks = kept
     return lost
+
+  def _search_start(self, track: _Track) -> np.ndarray:
+    """Where to look for `track`'s face in this frame: its smoothed landmarks carried
+    into it by the optical flow when the flow smoother can follow them, else its raw
+    landmarks of the last frame. A crop centred where the face is now, and steady
+    while it is still, lowers both the jitter and the error (docs/video.md)."""
+    flow = track.smoother.flow if track.smoother is not None else None
+    if flow is not None and self._frames is not None:
+      carried = flow.predict(*self._frames)
+      if carried is not None:
+        return carried
+    return track.landmarks
 
   def _is_lost(self, points: np.ndarray, crop: np.ndarray, shape: tuple[int, ...],
                recent_size: float = 0.0) -> bool:

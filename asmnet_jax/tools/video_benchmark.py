@@ -12,7 +12,11 @@ with its own `recrop_scale` (default 1; --recrop_scale sets it). Figures (all ov
 clips' frames):
   * nme_pct: per frame and face, the mean landmark error over the inter-ocular
     (outer eye corner) distance, in percent, for faces with all 68 points in the
-    frame and a predicted face on them; raw and smoothed;
+    frame and a predicted face on them; raw (a run with smoothing off, as
+    `predict.py --nosmooth`) and smoothed (the default run). With the flow smoother
+    the smoothed landmarks steer the crops (`tracking`), so the network's own output
+    differs between the two runs; the smoothed run's is reported as
+    `network_in_smoothed_run`;
   * jitter_pct: on consecutive frames where one track stays on one face (in view on
     both), the mean over points of |(p_t - p_t-1) - (g_t - g_t-1)| / IOD_t, percent:
     the frame-to-frame motion that the true motion does not explain; raw and smoothed;
@@ -34,9 +38,10 @@ A predicted face is on a true face when their landmark boxes overlap with IoU >=
 (the best such pair first).
 
 --tune grid-searches on --tune_seeds (never the reported seeds) the One Euro
-parameters (the landmarks filtered with --noflow, and the pose), then the flow
-smoother's (`asmnet_jax.inference.flow`), each for the least smoothed jitter whose NME
-is within 0.1 points of raw, and prints the grids. Prints one JSON object and writes
+parameters (the landmarks filtered with --noflow, and the pose; resmoothed from the
+raw run, since these filters never steer the crops), then the flow smoother's
+(`asmnet_jax.inference.flow`; the tracker run anew for each setting), each for the
+least smoothed jitter whose NME is within 0.1 points of raw, and prints the grids. Prints one JSON object and writes
 it, with the date and the machine, to --out.
 """
 
@@ -91,30 +96,20 @@ def run_clip(video: tracking.VideoPredictor, frames: Sequence[np.ndarray],
 
 
 def resmooth(output: list[list[tracking.TrackedFace]], timestamps: np.ndarray,
-             min_cutoff: float, beta: float, frames: Sequence[np.ndarray] | None = None,
-             flow_floor: float = flow_lib.DEFAULT_FLOOR,
-             flow_tolerance: float = flow_lib.DEFAULT_TOLERANCE
-             ) -> list[list[tracking.TrackedFace]]:
-  """The tracker's output smoothed anew from its raw landmarks and pose, as the tracker
-  would with these parameters (a track that reappears starts a new smoother); with
-  `frames` (the clip's RGB frames) the landmarks go through the flow smoother, else
-  through One Euro filters. The crops come from the raw landmarks, so the raw output
-  does not depend on the smoothing."""
+             min_cutoff: float, beta: float) -> list[list[tracking.TrackedFace]]:
+  """The tracker's output One Euro filtered anew from its raw landmarks and pose, as
+  the tracker with `flow=False` would with these parameters (a track that reappears
+  starts a new smoother). Those filters never steer the crops, so the raw output does
+  not depend on them; the flow smoother does, and needs a run of the tracker."""
   smoothers: dict[int, tracking.TrackSmoother] = {}
   out = []
-  grey = None
-  for t, (faces, seconds) in enumerate(zip(output, timestamps)):
+  for faces, seconds in zip(output, timestamps):
     smoothers = {f.track_id: smoothers.get(f.track_id) or tracking.TrackSmoother(
-        min_cutoff, beta,
-        flow_lib.FlowSmoother(flow_floor, flow_tolerance) if frames is not None else None)
-                 for f in faces}
-    if frames is not None:
-      grey = flow_lib.next_grey_pair(grey, frames[t])
+        min_cutoff, beta) for f in faces}
     row = []
     for face in faces:
       landmarks, pose = smoothers[face.track_id](face.raw_landmarks.astype(np.float64),
-                                                 face.raw_pose.astype(np.float64), seconds,
-                                                 grey)
+                                                 face.raw_pose.astype(np.float64), seconds)
       row.append(dataclasses.replace(face, landmarks=landmarks.astype(np.float32),
                                      pose=pose.astype(np.float32),
                                      box=geometry.landmark_box(landmarks).astype(np.float32)))
@@ -142,7 +137,7 @@ def score_clip(clip: SyntheticClip, output: list[list[tracking.TrackedFace]]) ->
   nme = {"raw": [], "smoothed": []}
   jitter = {"raw": [], "smoothed": []}
   still = {"raw": [], "smoothed": []}
-  motion = []
+  motion = {"raw": [], "smoothed": []}
   counts = dict(in_view=0, covered=0, losses_in_view=0, losses_on_exit=0, recoveries=0,
                 id_switches=0, false_faces=0)
   recovery_frames = []
@@ -183,8 +178,8 @@ def score_clip(clip: SyntheticClip, output: list[list[tracking.TrackedFace]]) ->
         if (before is not None and before[0] == t - 1 and before[1].track_id == face.track_id
             and clip.inside[t - 1, g]):
           true_step = gt - clip.landmarks[t - 1, g]
-          motion.append(float(np.linalg.norm(true_step, axis=-1).mean()) / iod)
           for kind, attr in (("raw", "raw_landmarks"), ("smoothed", "landmarks")):
+            motion[kind].append(float(np.linalg.norm(true_step, axis=-1).mean()) / iod)
             step = getattr(face, attr).astype(np.float64) - getattr(before[1], attr)
             error = float(np.linalg.norm(step - true_step, axis=-1).mean()) / iod
             jitter[kind].append(error)
@@ -193,6 +188,21 @@ def score_clip(clip: SyntheticClip, output: list[list[tracking.TrackedFace]]) ->
       previous[g] = (t, face)
   return {"nme": nme, "jitter": jitter, "still_jitter": still, "motion": motion,
           "counts": counts, "recovery_frames": recovery_frames}
+
+
+def combine(raw: dict[str, Any], smoothed: dict[str, Any]) -> dict[str, Any]:
+  """One clip's `score_clip` results from a run with smoothing off (`raw`) and one with
+  it on (`smoothed`): the "raw" lists of the first, the "smoothed" lists and the counts
+  of the second."""
+  return {**smoothed, **{name: {"raw": raw[name]["raw"], "smoothed": smoothed[name]["smoothed"]}
+                         for name in ("nme", "jitter", "still_jitter", "motion")}}
+
+
+def network_figures(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
+  """NME and jitter of the network's own (raw) landmarks in the runs of `scores`."""
+  figures = summarise(scores)
+  return {k: figures[k] for k in ("nme_pct_raw", "nme_pct_raw_median", "jitter_pct_raw",
+                                  "still_jitter_pct_raw")}
 
 
 def summarise(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -208,17 +218,17 @@ def summarise(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["jitter_ratio"] = round(out["jitter_pct_smoothed"] / out["jitter_pct_raw"], 3)
   if out["nme_pct_raw"] is not None:
     out["nme_cost_pct"] = round(out["nme_pct_smoothed"] - out["nme_pct_raw"], 3)
-  motion = np.concatenate([np.asarray(s["motion"], np.float64) for s in scores])
-  jitter = {kind: np.concatenate([np.asarray(s["jitter"][kind], np.float64) for s in scores])
-            for kind in ("raw", "smoothed")}
   out["jitter_by_motion"] = []
   for lo, hi in zip(MOTION_BANDS[:-1], MOTION_BANDS[1:]):
-    band = (motion >= lo) & (motion < hi)
-    out["jitter_by_motion"].append({
-        "motion_pct": [round(100 * lo, 1), round(100 * hi, 1) if math.isfinite(hi) else None],
-        "pairs": int(band.sum()),
-        **{f"jitter_pct_{kind}": round(100 * float(values[band].mean()), 3) if band.any() else None
-           for kind, values in jitter.items()}})
+    row: dict[str, Any] = {
+        "motion_pct": [round(100 * lo, 1), round(100 * hi, 1) if math.isfinite(hi) else None]}
+    for kind in ("raw", "smoothed"):
+      motion, jitter = (np.concatenate([np.asarray(s[name][kind], np.float64) for s in scores])
+                        for name in ("motion", "jitter"))
+      band = (motion >= lo) & (motion < hi)
+      row[f"pairs_{kind}"] = int(band.sum())
+      row[f"jitter_pct_{kind}"] = round(100 * float(jitter[band].mean()), 3) if band.any() else None
+    out["jitter_by_motion"].append(row)
   counts = {k: sum(s["counts"][k] for s in scores) for k in scores[0]["counts"]}
   out["coverage"] = round(counts.pop("covered") / max(counts["in_view"], 1), 4)
   out.update(counts)
@@ -252,15 +262,17 @@ def load_clips(seeds: Sequence[int], config: ClipConfig = ClipConfig()
 
 
 def _grid_search(clips, raw, settings: Sequence[dict[str, float]], max_nme_cost: float,
-                 with_frames: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-  """Each of `settings` (`resmooth` keywords) scored on the clips; the least smoothed
-  jitter within `max_nme_cost` points of the raw NME."""
+                 smoothed_output) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+  """Each of `settings` scored on the clips, the raw figures from `raw` (the clips'
+  outputs with smoothing off) and the smoothed ones from `smoothed_output(setting,
+  clip, frames, raw_output)`; the least smoothed jitter within `max_nme_cost` points of
+  the raw NME."""
+  raw_scores = [score_clip(clip, output) for (clip, _), output in zip(clips, raw)]
   grid = []
   for setting in tqdm.tqdm(settings, desc="grid", unit="setting"):
     figures = summarise([
-        score_clip(clip, resmooth(output, clip.timestamps,
-                                  frames=frames if with_frames else None, **setting))
-        for (clip, frames), output in zip(clips, raw)])
+        combine(raw_score, score_clip(clip, smoothed_output(setting, clip, frames, output)))
+        for (clip, frames), output, raw_score in zip(clips, raw, raw_scores)])
     grid.append({**setting, **{
         k: figures[k] for k in ("jitter_pct_raw", "jitter_pct_smoothed", "jitter_ratio",
                                 "still_jitter_pct_raw", "still_jitter_pct_smoothed",
@@ -279,12 +291,17 @@ def tune(predictor: Predictor, clips, min_cutoffs: Sequence[float], betas: Seque
   video = tracking.VideoPredictor(predictor, smooth=False, **tracker_args)
   raw = [run_clip(video, frames, clip.timestamps)
          for clip, frames in tqdm.tqdm(clips, desc="tracking tuning clips", unit="clip")]
-  one_euro = _grid_search(clips, raw, [{"min_cutoff": c, "beta": b} for c in min_cutoffs
-                                       for b in betas], max_nme_cost, with_frames=False)
+  one_euro = _grid_search(
+      clips, raw, [{"min_cutoff": c, "beta": b} for c in min_cutoffs for b in betas],
+      max_nme_cost, lambda setting, clip, frames, output: resmooth(
+          output, clip.timestamps, **setting))
   pose_filter = {k: one_euro[0][k] for k in ("min_cutoff", "beta")}
-  flow = _grid_search(clips, raw, [{**pose_filter, "flow_floor": f, "flow_tolerance": t}
-                                   for f in floors for t in tolerances],
-                      max_nme_cost, with_frames=True)
+  flow = _grid_search(
+      clips, raw, [{**pose_filter, "flow_floor": f, "flow_tolerance": t}
+                   for f in floors for t in tolerances],
+      max_nme_cost, lambda setting, clip, frames, output: run_clip(
+          tracking.VideoPredictor(predictor, **setting, **tracker_args), frames,
+          clip.timestamps))
   return {"one_euro": one_euro, "flow": flow}
 
 
@@ -358,9 +375,14 @@ def _run(fv: flags.FlagValues) -> None:
                      "frames": sum(c.num_frames for c, _ in clips)}
   video = tracking.VideoPredictor(predictor, min_cutoff=min_cutoff, beta=beta, flow=fv.flow,
                                   flow_floor=floor, flow_tolerance=tolerance, **search)
-  scores = [score_clip(clip, run_clip(video, frames, clip.timestamps))
-            for clip, frames in tqdm.tqdm(clips, desc="tracking clips", unit="clip")]
+  unsmoothed = tracking.VideoPredictor(predictor, smooth=False, **search)
+  raw_scores, smoothed_scores = [], []
+  for clip, frames in tqdm.tqdm(clips, desc="tracking clips (smoothing off, on)", unit="clip"):
+    raw_scores.append(score_clip(clip, run_clip(unsmoothed, frames, clip.timestamps)))
+    smoothed_scores.append(score_clip(clip, run_clip(video, frames, clip.timestamps)))
+  scores = [combine(r, s) for r, s in zip(raw_scores, smoothed_scores)]
   record["figures"] = summarise(scores)
+  record["network_in_smoothed_run"] = network_figures(smoothed_scores)
   record["per_clip"] = [{"seed": clip.seed, "faces": clip.num_faces, **{
       k: v for k, v in summarise([score]).items()
       if k in ("coverage", "nme_pct_raw", "jitter_ratio", "losses_on_exit", "recoveries")}}
