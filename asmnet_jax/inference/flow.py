@@ -32,7 +32,7 @@ from asmnet_jax.core import geometry
 
 # Chosen on photo-style synthetic tuning clips (seeds 900-911: docs/video.md).
 DEFAULT_FLOOR = 0.02
-DEFAULT_TOLERANCE = 0.1
+DEFAULT_TOLERANCE = 0.05
 DEFAULT_SIGMA = 0.15
 MAX_FEATURES = 80
 MIN_FEATURES = 6
