@@ -43,6 +43,15 @@ OUTSIDE_TOLERANCE = 0.25
 MIN_IMAGE_SIDE = 16
 
 
+class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder):
+  """A TFDS builder that writes `array_record` files unless told otherwise: TFDS's
+  default, tfrecord, needs TensorFlow, which this project never imports. Abstract:
+  each dataset's `Builder` subclasses it."""
+
+  def __init__(self, *, file_format=None, **kwargs):
+    super().__init__(file_format=file_format or "array_record", **kwargs)
+
+
 class MalformedSample(ValueError):
   """A sample that cannot be used; the builders skip and report it."""
 

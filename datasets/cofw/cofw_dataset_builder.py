@@ -118,7 +118,7 @@ def parse_shape(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return builders.check_landmarks(points, n), flags.astype(bool)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(builders.ArrayRecordBuilder):
   """COFW: train (1,345 faces) and test (507), 29 points with occlusion flags."""
 
   VERSION = tfds.core.Version("1.1.0")
@@ -135,10 +135,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
               f"<manual_dir>/{COFW68_DIR}/<k>.pts; pose fitted to them.")),
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
-
-  def __init__(self, *, file_format=None, **kwargs):
-    # TFDS writes tfrecord (which needs TensorFlow) unless told otherwise.
-    super().__init__(file_format=file_format or "array_record", **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     if self.builder_config.name == COFW68:

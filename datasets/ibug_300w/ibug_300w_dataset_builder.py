@@ -54,7 +54,7 @@ Optional: <manual_dir>/pose_overrides.csv (filename,yaw,pitch,roll) with --confi
 """
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(builders.ArrayRecordBuilder):
   """300-W: train and validation (afw + helen/trainset + lfpw/trainset, split by a hash
   of the image path), common, challenging, full."""
 
@@ -68,10 +68,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   }
   BUILDER_CONFIGS = builders.DEFAULT_CONFIGS
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
-
-  def __init__(self, *, file_format=None, **kwargs):
-    # TFDS writes tfrecord (which needs TensorFlow) unless told otherwise.
-    super().__init__(file_format=file_format or "array_record", **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(

@@ -159,7 +159,7 @@ def _fraction(declared: dict[str, Any], key: str, default: float, where: str) ->
   return float(value)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(builders.ArrayRecordBuilder):
   """A labelled folder: splits from its sub-folders or drawn by hash (README.md)."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -168,9 +168,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
 
-  def __init__(self, *, file_format=None, **kwargs):
-    # TFDS writes tfrecord (which needs TensorFlow) unless told otherwise.
-    super().__init__(file_format=file_format or "array_record", **kwargs)
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
     if not isinstance(self.builder_config, FolderConfig):
       raise ValueError("landmark_folder is built from your folder: make the builder with "
                        "config=Builder.config_for_manual_dir(DIR) (train.py and the build "

@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from asmnet_jax.data import builders
 from asmnet_jax.data import features as face_features
 from asmnet_jax.synthetic import faces as synthetic_faces
 
@@ -67,7 +68,7 @@ def _render(args: tuple[int, int, str]) -> tuple[bytes, np.ndarray, np.ndarray]:
   return out["jpeg"], out["landmarks"], out["pose"]
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(builders.ArrayRecordBuilder):
   """Synthetic faces: `train`, `validation` and `test`, with disjoint seeds."""
 
   VERSION = tfds.core.Version("1.6.0")
@@ -116,10 +117,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           num_train=30000, num_validation=1000, num_test=1000, image_size=128,
           render="cartoon_real+photo"),
   ]
-
-  def __init__(self, *, file_format=None, **kwargs):
-    # TFDS writes tfrecord (which needs TensorFlow) unless told otherwise.
-    super().__init__(file_format=file_format or "array_record", **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(

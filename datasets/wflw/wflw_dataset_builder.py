@@ -98,7 +98,7 @@ def _training_images(manual_dir: str) -> list[str]:
   return filenames
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(builders.ArrayRecordBuilder):
   """WFLW: train and validation (the training list, split by a hash of the image
   path), test, and the test subsets largepose ... blur."""
 
@@ -113,10 +113,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   }
   BUILDER_CONFIGS = builders.DEFAULT_CONFIGS
   MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
-
-  def __init__(self, *, file_format=None, **kwargs):
-    # TFDS writes tfrecord (which needs TensorFlow) unless told otherwise.
-    super().__init__(file_format=file_format or "array_record", **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     extra = {"attributes": tfds.features.Tensor(shape=(len(ATTRIBUTES),), dtype=np.bool_)}
