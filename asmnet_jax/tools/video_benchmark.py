@@ -41,8 +41,8 @@ A predicted face is on a true face when their landmark boxes overlap with IoU >=
 parameters (the landmarks filtered with --noflow, and the pose; resmoothed from the
 raw run, since these filters never steer the crops), then the flow smoother's
 (`asmnet_jax.inference.flow`; the tracker run anew for each setting), each for the
-least smoothed jitter whose NME is within 0.1 points of raw, and prints the grids. Prints one JSON object and writes
-it, with the date and the machine, to --out.
+least smoothed jitter whose NME is within 0.1 points of raw, and prints the grids.
+Prints one JSON object and writes it, with the date and the machine, to --out.
 """
 
 from __future__ import annotations
