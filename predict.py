@@ -24,8 +24,8 @@ detector unless --landmark_boxes_json gives boxes. See
 A video (a file with a video extension, or --camera N) is tracked frame by frame
 (`asmnet_jax.inference.tracking`: the detector on the first frame, on a lost track
 and every --detect_every frames; unless --nosmooth, each face's landmarks are carried
-by optical flow and pulled toward the network's, or One Euro filtered with --noflow,
-and its pose One Euro filtered)
+by optical flow, which also places the next crop, and pulled toward the network's, or
+One Euro filtered with --noflow, and its pose One Euro filtered)
 and gives OUT/<name>.mp4 (landmarks, pose axes, track ids) and OUT/<name>.jsonl, one
 record per frame: {"frame": i, "time_s": t, "faces": [{"track_id": k, "box": ...,
 "score": ..., "pose_deg": ..., "landmarks": ...}]} (`asmnet_jax.inference.video`).
