@@ -218,13 +218,13 @@ def summarise(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["jitter_ratio"] = round(out["jitter_pct_smoothed"] / out["jitter_pct_raw"], 3)
   if out["nme_pct_raw"] is not None:
     out["nme_cost_pct"] = round(out["nme_pct_smoothed"] - out["nme_pct_raw"], 3)
+  pairs = {kind: tuple(np.concatenate([np.asarray(s[name][kind], np.float64) for s in scores])
+                      for name in ("motion", "jitter")) for kind in ("raw", "smoothed")}
   out["jitter_by_motion"] = []
   for lo, hi in zip(MOTION_BANDS[:-1], MOTION_BANDS[1:]):
     row: dict[str, Any] = {
         "motion_pct": [round(100 * lo, 1), round(100 * hi, 1) if math.isfinite(hi) else None]}
-    for kind in ("raw", "smoothed"):
-      motion, jitter = (np.concatenate([np.asarray(s[name][kind], np.float64) for s in scores])
-                        for name in ("motion", "jitter"))
+    for kind, (motion, jitter) in pairs.items():
       band = (motion >= lo) & (motion < hi)
       row[f"pairs_{kind}"] = int(band.sum())
       row[f"jitter_pct_{kind}"] = round(100 * float(jitter[band].mean()), 3) if band.any() else None
@@ -261,13 +261,13 @@ def load_clips(seeds: Sequence[int], config: ClipConfig = ClipConfig()
   return [(clip, list(clip.frames())) for clip in clips]
 
 
-def _grid_search(clips, raw, settings: Sequence[dict[str, float]], max_nme_cost: float,
-                 smoothed_output) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-  """Each of `settings` scored on the clips, the raw figures from `raw` (the clips'
-  outputs with smoothing off) and the smoothed ones from `smoothed_output(setting,
-  clip, frames, raw_output)`; the least smoothed jitter within `max_nme_cost` points of
-  the raw NME."""
-  raw_scores = [score_clip(clip, output) for (clip, _), output in zip(clips, raw)]
+def _grid_search(clips, raw, raw_scores, settings: Sequence[dict[str, float]],
+                 max_nme_cost: float, smoothed_output
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+  """Each of `settings` scored on the clips, the raw figures from `raw_scores` (the
+  `score_clip` results of `raw`, the clips' outputs with smoothing off) and the
+  smoothed ones from `smoothed_output(setting, clip, frames, raw_output)`; the least
+  smoothed jitter within `max_nme_cost` points of the raw NME."""
   grid = []
   for setting in tqdm.tqdm(settings, desc="grid", unit="setting"):
     figures = summarise([
@@ -291,13 +291,14 @@ def tune(predictor: Predictor, clips, min_cutoffs: Sequence[float], betas: Seque
   video = tracking.VideoPredictor(predictor, smooth=False, **tracker_args)
   raw = [run_clip(video, frames, clip.timestamps)
          for clip, frames in tqdm.tqdm(clips, desc="tracking tuning clips", unit="clip")]
+  raw_scores = [score_clip(clip, output) for (clip, _), output in zip(clips, raw)]
   one_euro = _grid_search(
-      clips, raw, [{"min_cutoff": c, "beta": b} for c in min_cutoffs for b in betas],
+      clips, raw, raw_scores, [{"min_cutoff": c, "beta": b} for c in min_cutoffs for b in betas],
       max_nme_cost, lambda setting, clip, frames, output: resmooth(
           output, clip.timestamps, **setting))
   pose_filter = {k: one_euro[0][k] for k in ("min_cutoff", "beta")}
   flow = _grid_search(
-      clips, raw, [{**pose_filter, "flow_floor": f, "flow_tolerance": t}
+      clips, raw, raw_scores, [{**pose_filter, "flow_floor": f, "flow_tolerance": t}
                    for f in floors for t in tolerances],
       max_nme_cost, lambda setting, clip, frames, output: run_clip(
           tracking.VideoPredictor(predictor, **setting, **tracker_args), frames,
@@ -373,8 +374,10 @@ def _run(fv: flags.FlagValues) -> None:
   clips = load_clips(seeds, config)
   record["clips"] = {"count": len(clips), "two_face": sum(c.num_faces == 2 for c, _ in clips),
                      "frames": sum(c.num_frames for c, _ in clips)}
-  video = tracking.VideoPredictor(predictor, min_cutoff=min_cutoff, beta=beta, flow=fv.flow,
-                                  flow_floor=floor, flow_tolerance=tolerance, **search)
+  # The flow smoother steers the crops, so the speed is timed with these settings too.
+  smoothing = {"min_cutoff": min_cutoff, "beta": beta, "flow": fv.flow, "flow_floor": floor,
+               "flow_tolerance": tolerance}
+  video = tracking.VideoPredictor(predictor, **smoothing, **search)
   unsmoothed = tracking.VideoPredictor(predictor, smooth=False, **search)
   raw_scores, smoothed_scores = [], []
   for clip, frames in tqdm.tqdm(clips, desc="tracking clips (smoothing off, on)", unit="clip"):
@@ -394,8 +397,8 @@ def _run(fv: flags.FlagValues) -> None:
   clip, frames = clips[max(one_face)[1] if one_face else 0]
   record["speed"] = {
       "clip_seed": clip.seed, "load_avg_1min_before": round(os.getloadavg()[0], 2),
-      "tracking": measure_fps(predictor, frames, clip.timestamps, **search),
-      "detect_every_frame": measure_fps(predictor, frames, clip.timestamps,
+      "tracking": measure_fps(predictor, frames, clip.timestamps, **smoothing, **search),
+      "detect_every_frame": measure_fps(predictor, frames, clip.timestamps, **smoothing,
                                         **{**search, "detect_every": 1})}
   record["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
   print(json.dumps(record, indent=1))
