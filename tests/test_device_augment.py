@@ -141,6 +141,64 @@ def test_occlusion_pastes_one_flat_patch_of_the_drawn_size():
   assert np.asarray(occlude(u, image, 0.4, (0.25, 0.25))).max() == 0  # u[0] >= p: none.
 
 
+def _reference_random_conv(image, normal, side, keep):
+  """A direct per-pixel sum over the reflected K x K neighbourhood (an independent
+  computation of `augment.random_convolution`'s filtering), rescaled and mixed."""
+  k = normal.shape[0]
+  reach = np.abs(np.arange(k) - (k - 1) // 2) <= (side - 1) // 2
+  kernel = np.where((reach[:, None] & reach[None, :])[:, :, None, None],
+                    normal / np.sqrt(3.0 * side * side), 0.0)
+  pad = (k - 1) // 2
+  padded = np.pad(image.astype(np.float64), ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+  s = image.shape[0]
+  convolved = np.zeros((s, s, 3))
+  for y in range(s):
+    for x in range(s):
+      convolved[y, x] = np.einsum("ijc,ijcd->d", padded[y:y + k, x:x + k], kernel)
+  rescaled = ((convolved - convolved.mean(axis=(0, 1))) / convolved.std(axis=(0, 1))
+              * image.std(axis=(0, 1)) + image.mean(axis=(0, 1)))
+  return np.clip(keep * image + (1 - keep) * rescaled, 0.0, 1.0)
+
+
+def test_random_convolution_on_host_and_device_is_the_direct_sum():
+  rng = np.random.default_rng(4)
+  image = rng.uniform(0.2, 0.8, (20, 20, 3)).astype(np.float32)
+  normal = rng.standard_normal((7, 7, 3, 3)).astype(np.float32)
+  conv = jax.jit(device_augment.random_convolution, static_argnums=3)
+  for index, side in enumerate(augment.RANDOM_CONV_KERNELS):
+    expected = _reference_random_conv(image, normal, side, 0.3)
+    u = np.array([0.1, (index + 0.5) / len(augment.RANDOM_CONV_KERNELS), 0.3], np.float32)
+    np.testing.assert_allclose(conv(u, normal, image, 0.5), expected, atol=2e-5)
+    # The host draws apply, side, keep, then the weights: replay them.
+    draws = np.random.default_rng(side)
+    host = augment.random_convolution(image, np.random.default_rng(side), 1.0)
+    draws.random()
+    host_side = int(draws.choice(augment.RANDOM_CONV_KERNELS))
+    keep = float(draws.uniform())
+    reference = _reference_random_conv(image, draws.standard_normal((7, 7, 3, 3)), host_side, keep)
+    np.testing.assert_allclose(host, reference, atol=2e-5)
+  u = np.array([0.6, 0.9, 0.3], np.float32)  # u[0] >= p: untouched.
+  np.testing.assert_array_equal(conv(u, normal, image, 0.5), image)
+  assert augment.random_convolution(image, rng, 0.0) is image
+
+
+def test_random_convolution_changes_pixels_not_labels():
+  """On both paths the same draws give the same crop geometry with and without the
+  random convolution; about the drawn share of crops changes."""
+  records = input_benchmark.synthetic_source(16, size=96)
+  base = ip.InputConfig(image_size=32, **PAPER)
+  conv = ip.InputConfig(image_size=32, **PAPER, random_conv_probability=0.5)
+  host = [next(ip.create_train_iterator(records * 4, batch_size=64, config=c, seed=2,
+                                        shard_index=0, shard_count=1)) for c in (base, conv)]
+  device = [_device_batch(records * 4, c, 64, seed=2) for c in (base, conv)]
+  for without, with_conv in (host, device):
+    np.testing.assert_array_equal(with_conv["landmarks"], without["landmarks"])
+    np.testing.assert_array_equal(with_conv["pose"], without["pose"])
+    changed = np.abs(with_conv["image"] - without["image"]).max(axis=(1, 2, 3)) > 1e-3
+    assert 0.25 < changed.mean() < 0.75
+    assert with_conv["image"].min() >= 0.0 and with_conv["image"].max() <= 1.0
+
+
 def test_cache_of_another_build_version_is_rebuilt(tmp_path, caplog):
   records = make_records(4, 60, 50)
   directory = str(tmp_path / "train-40px")

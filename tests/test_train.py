@@ -128,9 +128,10 @@ def test_config_validation_names_input_worker_count():
 
 
 @pytest.mark.parametrize("field, value", [("occlusion_probability", 1.5),
+                                          ("random_conv_probability", -0.1),
                                           ("occlusion_size", (0.5, 0.2)),
                                           ("occlusion_size", (0.0, 0.2))])
-def test_config_validation_names_the_occlusion_field(field, value):
+def test_config_validation_names_the_augmentation_field(field, value):
   config = synthetic.get_config()
   config.input[field] = value
   with pytest.raises(ValueError, match=f"config.input.{field}="):

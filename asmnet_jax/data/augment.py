@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -155,3 +156,52 @@ def occlude(image: np.ndarray, rng: np.random.Generator, probability: float,
   hi = np.clip(np.ceil(centre + 0.5 * sides - 0.5), 0, s).astype(int)
   image[lo[1]:hi[1], lo[0]:hi[0]] = colour
   return image
+
+
+# Kernel sides of `random_convolution`, drawn uniformly (Xu et al. 2021 use 1-7).
+RANDOM_CONV_KERNELS = (1, 3, 5, 7)
+
+
+def random_conv_kernel(normal: np.ndarray, side: int) -> np.ndarray:
+  """A (K, K, 3, 3) kernel (K = max(`RANDOM_CONV_KERNELS`)) from standard normal draws
+  `normal` (K, K, 3, 3): the centred side x side window, scaled by He's 1 / sqrt(3
+  side²) so that the output keeps the input's scale; zero outside it."""
+  k = normal.shape[0]
+  reach = np.abs(np.arange(k) - (k - 1) // 2) <= (side - 1) // 2
+  window = (reach[:, None] & reach[None, :])[:, :, None, None]
+  return np.where(window, normal / np.sqrt(3.0 * side * side), 0.0)
+
+
+def mix_convolved(image: np.ndarray, convolved: np.ndarray, keep: float) -> np.ndarray:
+  """keep · image + (1 − keep) · `convolved` rescaled to the image's per-channel mean
+  and standard deviation, clipped to [0, 1]; all (S, S, 3)."""
+  mean, std = image.mean(axis=(0, 1)), image.std(axis=(0, 1))
+  c_mean, c_std = convolved.mean(axis=(0, 1)), convolved.std(axis=(0, 1))
+  rescaled = (convolved - c_mean) / (c_std + 1e-6) * std + mean
+  return np.clip(keep * image + (1.0 - keep) * rescaled, 0.0, 1.0)
+
+
+def random_convolution(image: np.ndarray, rng: np.random.Generator,
+                       probability: float) -> np.ndarray:
+  """With `probability`, the float (S, S, 3) image in [0, 1] filtered by a random
+  convolution and mixed with itself (RandConv, Xu et al. ICLR 2021): a kernel of
+  random weights and side drawn from `RANDOM_CONV_KERNELS` (reflected borders) scrambles
+  local texture and colour while edges, and so the face's shape, stay where they
+  are, so that the network leans on shape, which renders and photographs share.
+  The result is rescaled to the crop's own colour statistics and mixed back with
+  weight U(0, 1) on the original. Returns a new array, or `image` untouched.
+  """
+  if rng.random() >= probability:
+    return image
+  side = int(rng.choice(RANDOM_CONV_KERNELS))
+  keep = float(rng.uniform())
+  k = max(RANDOM_CONV_KERNELS)
+  kernel = random_conv_kernel(rng.standard_normal((k, k, 3, 3)), side).astype(np.float32)
+  lo = (k - side) // 2
+  kernel = kernel[lo:lo + side, lo:lo + side]  # The rest is zero.
+  # OpenCV correlates as the device's convolution does; reflect-101 is np.pad's "reflect".
+  convolved = np.stack([
+      sum(cv2.filter2D(image[..., c], -1, kernel[:, :, c, d], borderType=cv2.BORDER_REFLECT_101)
+          for c in range(3))
+      for d in range(3)], axis=-1)
+  return mix_convolved(image, convolved, keep).astype(np.float32)

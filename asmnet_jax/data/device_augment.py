@@ -106,8 +106,11 @@ _GEOMETRY = slice(0, 7)      # margins (4), rotation, zoom, flip.
 _PHOTOMETRIC = slice(7, 15)  # saturation, channel gains (3), contrast, brightness,
                              # noise sigma, salt-and-pepper share.
 _OCCLUSION = slice(15, 23)   # apply, sides (2), centre (2), colour (3).
-NUM_SCALARS = 23
+_RANDOM_CONV = slice(23, 26)  # apply, kernel side, weight of the original.
+NUM_SCALARS = 26
 FIELD_CHANNELS = 5           # noise (3), salt-and-pepper hit, white or black.
+# Side of the random convolution's weights (smaller kernels are windows of it).
+KERNEL_SIDE = max(augment.RANDOM_CONV_KERNELS)
 
 
 def _between(u: jax.Array, lo: float, hi: float) -> jax.Array:
@@ -164,9 +167,36 @@ def occlude(u: jax.Array, image: jax.Array, probability: float,
   return jnp.where(patch[..., None], u[5:8], image)
 
 
+def random_convolution(u: jax.Array, normal: jax.Array, image: jax.Array,
+                       probability: float) -> jax.Array:
+  """`augment.random_convolution` on a float (S, S, 3) image in [0, 1].
+
+  u: (3,) U(0, 1) draws; normal: (K, K, 3, 3) standard normal draws, K =
+  `KERNEL_SIDE`. Every kernel side is a window of one K x K convolution, so that
+  examples of a batch share one compiled shape.
+  """
+  sides = jnp.asarray(augment.RANDOM_CONV_KERNELS, jnp.float32)
+  side = sides[jnp.minimum((u[1] * len(sides)).astype(jnp.int32), len(sides) - 1)]
+  offsets = jnp.abs(jnp.arange(KERNEL_SIDE) - (KERNEL_SIDE - 1) // 2)
+  reach = offsets <= (side - 1) // 2
+  window = (reach[:, None] & reach[None, :])[:, :, None, None]
+  kernel = jnp.where(window, normal / jnp.sqrt(3.0 * side * side), 0.0)
+  pad = (KERNEL_SIDE - 1) // 2
+  padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+  convolved = jax.lax.conv_general_dilated(
+      padded[None], kernel.astype(image.dtype), (1, 1), "VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))[0]
+  mean, std = image.mean(axis=(0, 1)), image.std(axis=(0, 1))
+  c_mean, c_std = convolved.mean(axis=(0, 1)), convolved.std(axis=(0, 1))
+  rescaled = (convolved - c_mean) / (c_std + 1e-6) * std + mean
+  mixed = jnp.clip(u[2] * image + (1.0 - u[2]) * rescaled, 0.0, 1.0)
+  return jnp.where(u[0] < probability, mixed, image)
+
+
 def augment_example(u: jax.Array, field: jax.Array | None, image: jax.Array,
                     landmarks: jax.Array, pose: jax.Array, config,
-                    flip_perm: np.ndarray | None) -> dict:
+                    flip_perm: np.ndarray | None, conv_normal: jax.Array | None = None
+                    ) -> dict:
   """One cached crop -> one training example (the `pipeline` module's layout).
 
   Args:
@@ -178,6 +208,8 @@ def augment_example(u: jax.Array, field: jax.Array | None, image: jax.Array,
     pose: float32 (3,) yaw, pitch, roll in degrees.
     config: `pipeline.InputConfig` (static).
     flip_perm: int (n,) mirror map, or None when flips are off.
+    conv_normal: (K, K, 3, 3) standard normal draws for the random convolution, or
+      None when it is off.
 
   Returns:
     image float32 (S, S, 3) in [0, 1], landmarks float32 (n, 2) normalised, pose
@@ -208,6 +240,8 @@ def augment_example(u: jax.Array, field: jax.Array | None, image: jax.Array,
     out_landmarks = jnp.where(flip, out_landmarks[jnp.asarray(flip_perm)], out_landmarks)
     pose = jnp.where(flip, mirror.flip_pose(pose), pose)
   pixels = photometric(u[_PHOTOMETRIC], field, pixels, c.photometric)
+  if c.random_conv_probability > 0:
+    pixels = random_convolution(u[_RANDOM_CONV], conv_normal, pixels, c.random_conv_probability)
   if c.occlusion_probability > 0:
     pixels = occlude(u[_OCCLUSION], pixels, c.occlusion_probability, c.occlusion_size)
   return {"image": pixels, "landmarks": out_landmarks, "pose": pose}
@@ -226,8 +260,10 @@ def make_augment(config, num_landmarks: int) -> Callable[[jax.Array, dict], dict
   with_field = p.noise > 0 or p.salt_pepper > 0
   size = config.image_size
 
-  def one(u, field, image, landmarks, pose):
-    return augment_example(u, field, image, landmarks, pose, config, flip_perm)
+  with_conv = config.random_conv_probability > 0
+
+  def one(u, field, conv_normal, image, landmarks, pose):
+    return augment_example(u, field, image, landmarks, pose, config, flip_perm, conv_normal)
 
   def augment_batch(key: jax.Array, batch: dict) -> dict:
     count = batch["image"].shape[0]
@@ -235,13 +271,16 @@ def make_augment(config, num_landmarks: int) -> Callable[[jax.Array, dict], dict
     # a CPU, and runs slower on a GPU.
     key = jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
     scalar_key, field_key = jax.random.split(key)
+    conv_key = jax.random.fold_in(key, 2)  # Not a third split: the others' draws stay.
     u = jax.random.uniform(scalar_key, (count, NUM_SCALARS))
-    if with_field:
-      field = jax.random.uniform(field_key, (count, size, size, FIELD_CHANNELS))
-      out = jax.vmap(one)(u, field, batch["image"], batch["landmarks"], batch["pose"])
-    else:
-      out = jax.vmap(lambda *a: one(a[0], None, *a[1:]))(
-          u, batch["image"], batch["landmarks"], batch["pose"])
+    field = (jax.random.uniform(field_key, (count, size, size, FIELD_CHANNELS))
+             if with_field else None)
+    conv_normal = (jax.random.normal(conv_key, (count, KERNEL_SIDE, KERNEL_SIDE, 3, 3))
+                   if with_conv else None)
+    # None draws are not mapped over (vmap's in_axes None for them).
+    out = jax.vmap(one, in_axes=(0, None if field is None else 0,
+                                 None if conv_normal is None else 0, 0, 0, 0))(
+        u, field, conv_normal, batch["image"], batch["landmarks"], batch["pose"])
     # Keeps XLA from fusing the warp into the network's layers, which recomputed
     # it: +12-25 % per CPU step at 224 px without the barrier, -2 to +5 % with.
     out["image"] = jax.lax.optimization_barrier(out["image"])

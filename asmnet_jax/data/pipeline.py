@@ -82,6 +82,9 @@ class InputConfig:
   occlusion_probability: share of training crops with one pasted rectangle of
     random colour (random erasing; 0 disables), its sides drawn from
     U(occlusion_size) x S (`augment.occlude`).
+  random_conv_probability: share of training crops whose texture and colour are
+    scrambled by a random convolution mixed with the crop (`augment.random_convolution`;
+    0 disables), after the photometric terms and before any occlusion.
   augment_on_device: train from fixed-size uint8 crops (`crop_cache`) augmented
     inside the jitted step (`device_augment`) instead of by this module.
   seed: default stream seed, for callers that do not pass one.
@@ -107,6 +110,7 @@ class InputConfig:
   salt_pepper: float = 0.0
   occlusion_probability: float = 0.0
   occlusion_size: tuple[float, float] = (0.1, 0.4)
+  random_conv_probability: float = 0.0
   augment_on_device: bool = False
   seed: int = 0
   worker_count: int = 0
@@ -161,10 +165,11 @@ def _example(record: dict[str, Any], index: int, image_size: int, margins: np.nd
              rotation_deg: float, scale: float, photometric: augment.Photometric | None,
              rng: np.random.Generator | None, mask: bool,
              flip_perm: np.ndarray | None = None,
-             occlusion: tuple[float, tuple[float, float]] | None = None
-             ) -> dict[str, np.ndarray]:
+             occlusion: tuple[float, tuple[float, float]] | None = None,
+             random_conv: float = 0.0) -> dict[str, np.ndarray]:
   """One record -> one example dict (see module docstring); `flip_perm` mirrors it,
-  `occlusion` (probability, size range) may paste a patch (`augment.occlude`)."""
+  `occlusion` (probability, size range) may paste a patch (`augment.occlude`),
+  `random_conv` is the chance of `augment.random_convolution`."""
   landmarks = np.asarray(record["landmarks"], np.float64)
   image_to_norm, _ = geometry.crop_matrix(landmarks, margins, rotation_deg, scale)
   if flip_perm is not None:
@@ -183,6 +188,8 @@ def _example(record: dict[str, Any], index: int, image_size: int, margins: np.nd
     crop_landmarks = crop_landmarks[flip_perm]
     pose = mirror.flip_pose(pose)
   image = augment.to_float_image(pixels, photometric, rng)
+  if random_conv > 0:
+    image = augment.random_convolution(image, rng, random_conv)
   if occlusion is not None:
     image = augment.occlude(image, rng, *occlusion)
   out = {
@@ -283,7 +290,8 @@ class _TrainExample:
     occlusion = ((c.occlusion_probability, c.occlusion_size)
                  if c.occlusion_probability > 0 else None)
     return _example(record, index, c.image_size, margins, rotation, scale,
-                    c.photometric, rng, mask=True, flip_perm=flip_perm, occlusion=occlusion)
+                    c.photometric, rng, mask=True, flip_perm=flip_perm, occlusion=occlusion,
+                    random_conv=c.random_conv_probability)
 
 
 class _EvalExample:

@@ -81,6 +81,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.flip_probability = input_defaults.flip_probability  # left-right mirroring.
   c.input.occlusion_probability = input_defaults.occlusion_probability  # random erasing.
   c.input.occlusion_size = input_defaults.occlusion_size  # its sides, fractions of S.
+  c.input.random_conv_probability = input_defaults.random_conv_probability  # RandConv.
   # Augment inside the jitted step from cached uint8 crops (docs/training.md).
   c.input.augment_on_device = input_defaults.augment_on_device
   c.input.crop_cache_dir = ml_collections.FieldReference(None, field_type=str)  # None: data_dir.
@@ -166,7 +167,7 @@ def validate_config(config: ml_collections.ConfigDict, check_devices: bool = Tru
     fail("validation_split", f"is a test split of {config.dataset}; pick the best "
          "checkpoint on held-out training images (e.g. 'validation') and report the test "
          "splits once, with eval.py")
-  for field in ("flip_probability", "occlusion_probability"):
+  for field in ("flip_probability", "occlusion_probability", "random_conv_probability"):
     if not 0.0 <= config.input.get(field, 0.0) <= 1.0:
       raise ValueError(f"config.input.{field}={config.input[field]!r}: must be in [0, 1]")
   lo, hi = config.input.get("occlusion_size", pipeline.InputConfig.occlusion_size)
@@ -200,6 +201,7 @@ def input_config(config: ml_collections.ConfigDict) -> pipeline.InputConfig:
       occlusion_probability=config.input.get("occlusion_probability", 0.0),
       occlusion_size=tuple(config.input.get("occlusion_size",
                                             pipeline.InputConfig.occlusion_size)),
+      random_conv_probability=config.input.get("random_conv_probability", 0.0),
       augment_on_device=config.input.get("augment_on_device", False),
       worker_count=config.input.worker_count,
       seed=config.seed)
