@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from asmnet_jax.core.geometry import apply_affine, compose
+
+if TYPE_CHECKING:  # For annotations only: this module does not import JAX at run time.
+  import jax
 
 # Luma weights (ITU-R BT.601) for greyscale, contrast and saturation.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
@@ -162,7 +166,8 @@ def occlude(image: np.ndarray, rng: np.random.Generator, probability: float,
 RANDOM_CONV_KERNELS = (1, 3, 5, 7)
 
 
-def random_conv_kernel(normal, side):
+def random_conv_kernel(normal: np.ndarray | jax.Array,
+                       side: int | jax.Array) -> np.ndarray | jax.Array:
   """A (K, K, 3, 3) kernel (K = max(`RANDOM_CONV_KERNELS`)) from standard normal draws
   `normal` (K, K, 3, 3): the centred side x side window, scaled by He's 1 / sqrt(3
   side²) so that the output keeps the input's scale; zero outside it.
@@ -176,7 +181,8 @@ def random_conv_kernel(normal, side):
   return normal * window[:, :, None, None] / (3.0 * side * side) ** 0.5
 
 
-def mix_convolved(image, convolved, keep):
+def mix_convolved(image: np.ndarray | jax.Array, convolved: np.ndarray | jax.Array,
+                  keep: float | jax.Array) -> np.ndarray | jax.Array:
   """keep · image + (1 − keep) · `convolved` rescaled to the image's per-channel mean
   and standard deviation, clipped to [0, 1]; all (S, S, 3), NumPy or JAX arrays."""
   mean, std = image.mean(axis=(0, 1)), image.std(axis=(0, 1))
