@@ -267,7 +267,9 @@ def test_every_photo_occluder_renders_and_labels_stay_exact():
 
   cfg = dataclasses.replace(sf.PHOTO_CONFIG, occluder_prob=1.0)
   kinds = set()
-  for seed in range(14):
+  for seed in range(40):
+    if kinds == {"glasses", "hand", "mask", "object", "hat"}:
+      break
     scene = render.sample_scene(seed, 48, cfg)
     out = photo.render_scene(scene)
     kinds.add(photo._PhotoFace(render.sample_scene(seed, 48, cfg)).occluder)  # pylint: disable=protected-access
