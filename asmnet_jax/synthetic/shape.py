@@ -265,7 +265,7 @@ def sample_deformation(rng: np.random.Generator, cfg: RenderConfig,
   """Draws an identity and an expression for the landmarks `mean` (68, 3).
 
   Returns (landmark displacements (68, 3), per-axis scale of the whole head (3,),
-  expression amounts {mouth_open, smile, closing (per eye)}). All zero / ones when
+  expression amounts {mouth_open, smile, closing (per eye), grin (bool)}). All zero / ones when
   `cfg.identity_scale` and `cfg.expression_scale` are 0, except that with
   `cfg.real_proportions` the displacements include `real_proportions_displacement`.
   """
@@ -336,7 +336,7 @@ def sample_deformation(rng: np.random.Generator, cfg: RenderConfig,
       p = mean[eye] + d[eye]
       for up, lo in ((1, 5), (2, 4)):
         d[eye[lo]] += 0.25 * cheek_raise * (p[up] - p[lo])
-  info.update(mouth_open=mouth_open, smile=smile, closing=closing)
+  info.update(mouth_open=mouth_open, smile=smile, closing=closing, grin=bool(cheek_raise))
   return d + offset, axis_scale, info
 
 
