@@ -3,6 +3,8 @@ and learning-rate schedules against NumPy formulas."""
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,6 +50,68 @@ def test_landmark_and_asm_losses_match_loops():
   np.testing.assert_allclose(
       losses.facial_loss(pred, gt, model, 2.0),
       loop_landmark_loss(pred, gt) + 2.0 * loop_landmark_loss(pred, smoothed), rtol=1e-5)
+
+
+def loop_distance_loss(pred, target, distance, width=10 / 64, curvature=2 / 64):
+  """The mean over images and points of `distance` between (b, n, 2) point sets."""
+  pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+  total = 0.0
+  for j in range(pred.shape[0]):
+    for i in range(pred.shape[1]):
+      dx, dy = pred[j, i] - target[j, i]
+      if distance == "euclidean":
+        total += math.sqrt(dx * dx + dy * dy)
+      else:  # wing, Feng et al. (2018), Eq. 5, on each coordinate.
+        for d in (abs(dx), abs(dy)):
+          if d < width:
+            total += width * math.log(1 + d / curvature)
+          else:
+            total += d - (width - width * math.log(1 + width / curvature))
+  return total / (pred.shape[0] * pred.shape[1])
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "wing"])
+def test_other_landmark_distances_match_loops(distance):
+  model, pred, gt = shape_model_and_batch()
+  # Errors of a few hundredths of a crop width and a few above the wing's width.
+  pred = gt + (pred - gt) * jnp.where(jnp.arange(gt.shape[1]) % 3 == 0, 1.0, 0.1)[:, None]
+  errors = np.abs(np.asarray(pred - gt))
+  assert (errors < losses.WING_WIDTH).any() and (errors > losses.WING_WIDTH).any()
+  np.testing.assert_allclose(losses.landmark_loss(pred, gt, distance),
+                             loop_distance_loss(pred, gt, distance), rtol=1e-5)
+  smoothed = np.asarray(asm.project(model, gt))
+  np.testing.assert_allclose(
+      losses.facial_loss(pred, gt, model, 0.5, distance),
+      loop_distance_loss(pred, gt, distance) + 0.5 * loop_distance_loss(pred, smoothed, distance),
+      rtol=1e-5)
+  loss, terms = losses.total_loss(pred, jnp.zeros((4, 3)), gt, jnp.zeros((4, 3)), model, 0.5,
+                                  distance=distance)
+  np.testing.assert_allclose(terms["asm_loss"], loop_distance_loss(pred, smoothed, distance),
+                             rtol=1e-5)
+  np.testing.assert_allclose(loss, losses.facial_loss(pred, gt, model, 0.5, distance), rtol=1e-6)
+
+
+def test_wing_is_continuous_and_its_slope_is_width_over_curvature_at_zero():
+  w, e = losses.WING_WIDTH, losses.WING_CURVATURE
+  below, above = losses.wing(jnp.float32(w * (1 - 1e-6))), losses.wing(jnp.float32(w * (1 + 1e-6)))
+  np.testing.assert_allclose(below, above, atol=1e-6)
+  np.testing.assert_allclose(jax.grad(losses.wing)(jnp.float32(1e-7)), w / e, rtol=1e-4)
+  np.testing.assert_allclose(jax.grad(losses.wing)(jnp.float32(-2 * w)), -1.0)
+
+
+def test_euclidean_distance_gradient_is_the_unit_direction_and_zero_at_an_exact_point():
+  pred = jnp.array([[[3.0, 4.0], [1.0, 1.0]]])
+  target = jnp.array([[[0.0, 0.0], [1.0, 1.0]]])
+  grad = jax.grad(losses.landmark_loss)(pred, target, "euclidean")
+  # d/dp of mean(|p - t|) over 2 points: (p - t) / |p - t| / 2, and 0 where p = t.
+  np.testing.assert_allclose(grad, [[[0.3, 0.4], [0.0, 0.0]]], atol=1e-7)
+  assert np.isfinite(np.asarray(grad)).all()
+
+
+def test_unknown_landmark_distance_is_named():
+  _, pred, gt = shape_model_and_batch()
+  with pytest.raises(ValueError, match="'manhattan'"):
+    losses.landmark_loss(pred, gt, "manhattan")
 
 
 def test_pose_loss_matches_loop():

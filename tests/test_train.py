@@ -30,11 +30,13 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from asmnet_jax.core import asm
 from asmnet_jax.core import geometry
+from asmnet_jax.core import losses
 from asmnet_jax.data import pipeline
 from asmnet_jax.data import registry
 from asmnet_jax.evaluate import report as eval_lib
 from asmnet_jax.inference import predictor as predictor_lib
 from asmnet_jax.runtime import allocator
+from asmnet_jax.tools import benchmark
 from asmnet_jax.train import checkpoints
 from asmnet_jax.train import config as config_lib
 from asmnet_jax.train import loop
@@ -112,6 +114,7 @@ def _checkpoint(workdir: str, step: int) -> dict:
     ("dropout_rate", -0.1, "dropout_rate"),
     ("precise_bn_batches", -1, "precise_bn_batches"),
     ("validation_split", "test", "validation_split"),
+    ("landmark_distance", "l1", "landmark_distance"),
 ])
 def test_config_validation_names_the_field(field, value, message):
   config = synthetic.get_config()
@@ -485,3 +488,27 @@ def test_killed_run_resumes_and_repeats_the_uninterrupted_one(trained_run, tmp_p
   chex.assert_trees_all_close(_checkpoint(workdir, 60)["params"],
                               _checkpoint(trained_run.workdir, 60)["params"],
                               rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "wing"])
+def test_train_step_measures_landmarks_with_the_configured_distance(distance):
+  setup = benchmark.train_setup("tiny", 68, batch_size=4, image_size=32)
+  config = ml_collections.ConfigDict(setup.config.to_dict())
+  config.landmark_distance = distance
+  state = setup.state
+
+  @jax.jit
+  def forward(variables, image):
+    (landmarks, _), _ = state.apply_fn(variables, image, train=True,
+                                       rngs={"dropout": jax.random.fold_in(setup.rng, 0)},
+                                       mutable=["batch_stats"])
+    return landmarks
+
+  landmarks = forward({"params": state.params, "batch_stats": state.batch_stats},
+                      setup.batch["image"])
+  expected = {d: float(losses.landmark_loss(landmarks, setup.batch["landmarks"], d))
+              for d in ("squared", distance)}
+  step = step_lib.make_train_step(config, benchmark.STEPS_PER_EPOCH, step_lib.make_mesh())
+  _, metrics = step(state, setup.batch, setup.shape_model, setup.rng)
+  assert float(metrics["landmark_loss"]) == pytest.approx(expected[distance], rel=1e-5)
+  assert abs(expected[distance] - expected["squared"]) > 0.1 * expected["squared"]

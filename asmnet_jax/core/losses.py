@@ -8,6 +8,8 @@ returns a scalar.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -20,34 +22,75 @@ FACIAL_WEIGHT = 1.0
 POSE_WEIGHT = 0.5
 # α of Eq. 10 in the first, second and last third of the epochs.
 ALPHA_STAGES = (2.0, 1.0, 0.5)
+# How far a predicted point is from its target: the paper's squared distance (Eq. 7),
+# the distance itself (what NME averages) or the wing loss (Feng et al., CVPR 2018).
+LANDMARK_DISTANCES = ("squared", "euclidean", "wing")
+# Feng et al.'s w = 10 and ε = 2 pixels of a 64-pixel input, in crop widths (the
+# units of normalised crop coordinates).
+WING_WIDTH = 10.0 / 64.0
+WING_CURVATURE = 2.0 / 64.0
 
 
-def landmark_loss(pred: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
-  """Eq. 7: mean over images and points of the squared Euclidean distance.
+def wing(x: jnp.ndarray, width: float = WING_WIDTH,
+         curvature: float = WING_CURVATURE) -> jnp.ndarray:
+  """The wing loss of each element of `x` (any shape; the units of `width`).
+
+  width·log(1 + |x| / curvature) below |x| = width, |x| − C above it, C chosen so
+  the two pieces meet: steep near zero, so small errors keep pulling, and linear
+  for large ones, so outliers pull no harder than an L1 loss.
+  """
+  magnitude = jnp.abs(x)
+  offset = width - width * math.log1p(width / curvature)
+  return jnp.where(magnitude < width, width * jnp.log1p(magnitude / curvature),
+                   magnitude - offset)
+
+
+def landmark_loss(pred: jnp.ndarray, target: jnp.ndarray,
+                  distance: str = "squared") -> jnp.ndarray:
+  """Eq. 7 (distance="squared"): mean over images and points of the squared
+  Euclidean distance; "euclidean": of the distance; "wing": of the wing loss summed
+  over x and y.
 
   Args:
     pred, target: (batch, n, 2).
+    distance: one of `LANDMARK_DISTANCES` (static under jit).
   """
   if pred.shape != target.shape:
     raise ValueError(f"pred {pred.shape} and target {target.shape} differ in shape")
-  return jnp.mean(jnp.sum(jnp.square(at_least_float32(pred) - at_least_float32(target)), axis=-1))
+  difference = at_least_float32(pred) - at_least_float32(target)
+  if distance == "squared":
+    per_point = jnp.sum(jnp.square(difference), axis=-1)
+  elif distance == "euclidean":
+    squared = jnp.sum(jnp.square(difference), axis=-1)
+    # The inner where keeps the gradient finite (zero) where a point is exact.
+    positive = squared > 0
+    per_point = jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+  elif distance == "wing":
+    per_point = jnp.sum(wing(difference), axis=-1)
+  else:
+    raise ValueError(f"distance={distance!r}: must be one of {LANDMARK_DISTANCES}")
+  return jnp.mean(per_point)
 
 
-def asm_loss(pred: jnp.ndarray, gt: jnp.ndarray, shape_model: asm.ShapeModel) -> jnp.ndarray:
+def asm_loss(pred: jnp.ndarray, gt: jnp.ndarray, shape_model: asm.ShapeModel,
+             distance: str = "squared") -> jnp.ndarray:
   """Eq. 8: distance to the ASM-smoothed ground truth (a constant target).
 
   Args:
     pred, gt: (batch, n, 2).
     shape_model: the ASM fitted on the training shapes, in the same coordinates.
+    distance: as in `landmark_loss`.
   """
   smoothed = jax.lax.stop_gradient(asm.project(shape_model, at_least_float32(gt)))
-  return landmark_loss(pred, smoothed)
+  return landmark_loss(pred, smoothed, distance)
 
 
 def facial_loss(pred: jnp.ndarray, gt: jnp.ndarray, shape_model: asm.ShapeModel,
-                alpha: float | jnp.ndarray) -> jnp.ndarray:
-  """Eq. 9: L_mse + α · L_asm, with (batch, n, 2) inputs and a scalar α."""
-  return landmark_loss(pred, gt) + alpha * asm_loss(pred, gt, shape_model)
+                alpha: float | jnp.ndarray, distance: str = "squared") -> jnp.ndarray:
+  """Eq. 9: L_mse + α · L_asm, with (batch, n, 2) inputs and a scalar α (both terms
+  measured with `distance`, as in `landmark_loss`)."""
+  return (landmark_loss(pred, gt, distance)
+          + alpha * asm_loss(pred, gt, shape_model, distance))
 
 
 def pose_loss(pred: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
@@ -69,6 +112,7 @@ def total_loss(
     shape_model: asm.ShapeModel | None = None,
     alpha: float | jnp.ndarray = 0.0,
     pose_weight: float = POSE_WEIGHT,
+    distance: str = "squared",
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
   """Eq. 12: 1 · L_facial + 0.5 · L_pose.
 
@@ -81,20 +125,21 @@ def total_loss(
     shape_model: the ASM, or None to turn the assistant term off.
     alpha: the weight of the ASM term (see `alpha_schedule`).
     pose_weight: the pose task weight (0.5 in the paper).
+    distance: how the facial terms measure a point's error (`landmark_loss`).
 
   Returns:
     The scalar loss and its terms: `loss`, `landmark_loss`, `asm_loss` (0 without
     a shape model), `pose_loss`.
   """
-  mse = landmark_loss(pred_landmarks, gt_landmarks)
+  landmark = landmark_loss(pred_landmarks, gt_landmarks, distance)
   if shape_model is None:
-    facial, assistant = mse, jnp.zeros((), mse.dtype)
+    facial, assistant = landmark, jnp.zeros((), landmark.dtype)
   else:
-    facial = facial_loss(pred_landmarks, gt_landmarks, shape_model, alpha)
-    assistant = asm_loss(pred_landmarks, gt_landmarks, shape_model)
+    assistant = asm_loss(pred_landmarks, gt_landmarks, shape_model, distance)
+    facial = landmark + alpha * assistant
   pose = pose_loss(pred_pose, gt_pose)
   loss = FACIAL_WEIGHT * facial + pose_weight * pose
-  return loss, {"loss": loss, "landmark_loss": mse, "asm_loss": assistant, "pose_loss": pose}
+  return loss, {"loss": loss, "landmark_loss": landmark, "asm_loss": assistant, "pose_loss": pose}
 
 
 def alpha_schedule(steps_per_epoch: int, num_epochs: int) -> optax.Schedule:

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from asmnet_jax.core.geometry import apply_affine, compose
+
+if TYPE_CHECKING:  # For annotations only: this module does not import JAX at run time.
+  import jax
 
 # Luma weights (ITU-R BT.601) for greyscale, contrast and saturation.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
@@ -162,23 +166,29 @@ def occlude(image: np.ndarray, rng: np.random.Generator, probability: float,
 RANDOM_CONV_KERNELS = (1, 3, 5, 7)
 
 
-def random_conv_kernel(normal: np.ndarray, side: int) -> np.ndarray:
+def random_conv_kernel(normal: np.ndarray | jax.Array,
+                       side: int | jax.Array) -> np.ndarray | jax.Array:
   """A (K, K, 3, 3) kernel (K = max(`RANDOM_CONV_KERNELS`)) from standard normal draws
   `normal` (K, K, 3, 3): the centred side x side window, scaled by He's 1 / sqrt(3
-  side²) so that the output keeps the input's scale; zero outside it."""
+  side²) so that the output keeps the input's scale; zero outside it.
+
+  Written with operators and array methods only, so that the device path
+  (`device_augment.random_convolution`) calls it on traced arrays and a traced side.
+  """
   k = normal.shape[0]
   reach = np.abs(np.arange(k) - (k - 1) // 2) <= (side - 1) // 2
-  window = (reach[:, None] & reach[None, :])[:, :, None, None]
-  return np.where(window, normal / np.sqrt(3.0 * side * side), 0.0)
+  window = reach[:, None] & reach[None, :]
+  return normal * window[:, :, None, None] / (3.0 * side * side) ** 0.5
 
 
-def mix_convolved(image: np.ndarray, convolved: np.ndarray, keep: float) -> np.ndarray:
+def mix_convolved(image: np.ndarray | jax.Array, convolved: np.ndarray | jax.Array,
+                  keep: float | jax.Array) -> np.ndarray | jax.Array:
   """keep · image + (1 − keep) · `convolved` rescaled to the image's per-channel mean
-  and standard deviation, clipped to [0, 1]; all (S, S, 3)."""
+  and standard deviation, clipped to [0, 1]; all (S, S, 3), NumPy or JAX arrays."""
   mean, std = image.mean(axis=(0, 1)), image.std(axis=(0, 1))
   c_mean, c_std = convolved.mean(axis=(0, 1)), convolved.std(axis=(0, 1))
   rescaled = (convolved - c_mean) / (c_std + 1e-6) * std + mean
-  return np.clip(keep * image + (1.0 - keep) * rescaled, 0.0, 1.0)
+  return (keep * image + (1.0 - keep) * rescaled).clip(0.0, 1.0)
 
 
 def random_convolution(image: np.ndarray, rng: np.random.Generator,

@@ -177,19 +177,13 @@ def random_convolution(u: jax.Array, normal: jax.Array, image: jax.Array,
   """
   sides = jnp.asarray(augment.RANDOM_CONV_KERNELS, jnp.float32)
   side = sides[jnp.minimum((u[1] * len(sides)).astype(jnp.int32), len(sides) - 1)]
-  offsets = jnp.abs(jnp.arange(KERNEL_SIDE) - (KERNEL_SIDE - 1) // 2)
-  reach = offsets <= (side - 1) // 2
-  window = (reach[:, None] & reach[None, :])[:, :, None, None]
-  kernel = jnp.where(window, normal / jnp.sqrt(3.0 * side * side), 0.0)
+  kernel = augment.random_conv_kernel(normal, side)
   pad = (KERNEL_SIDE - 1) // 2
   padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
   convolved = jax.lax.conv_general_dilated(
       padded[None], kernel.astype(image.dtype), (1, 1), "VALID",
       dimension_numbers=("NHWC", "HWIO", "NHWC"))[0]
-  mean, std = image.mean(axis=(0, 1)), image.std(axis=(0, 1))
-  c_mean, c_std = convolved.mean(axis=(0, 1)), convolved.std(axis=(0, 1))
-  rescaled = (convolved - c_mean) / (c_std + 1e-6) * std + mean
-  mixed = jnp.clip(u[2] * image + (1.0 - u[2]) * rescaled, 0.0, 1.0)
+  mixed = augment.mix_convolved(image, convolved, u[2])
   return jnp.where(u[0] < probability, mixed, image)
 
 

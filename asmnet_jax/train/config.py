@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from asmnet_jax.core import losses
 from asmnet_jax.data import pipeline
 from asmnet_jax.nn import models
 
@@ -24,7 +25,8 @@ CONFIG_FILE = "config.json"
 # Fields added after the first release, with the values that runs trained before
 # them used (their config.json lacks them).
 _ADDED_FIELDS = {"bn_momentum": models.BN_MOMENTUM, "dropout_rate": models.DROPOUT_RATE,
-                 "precise_bn_batches": 0, "allow_changed": ""}
+                 "precise_bn_batches": 0, "allow_changed": "",
+                 "landmark_distance": "squared"}
 # Fields a resumed run must keep: they change the network (model), its landmark
 # head (the dataset's number of points) or what the stored model was fitted to.
 SHAPE_FIELDS = ("model", "dataset", "image_size")
@@ -53,6 +55,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Model and loss: the paper's four variants are {asmnet, mnv2} x {asm, mse}.
   c.model = "asmnet"             # asmnet | mnv2 | tiny (a smoke-test stand-in)
   c.loss = "asm"                 # asm (ASM-assisted, Eq. 9) | mse (the "_nr" variants)
+  # A point's error in both facial terms: squared (Eq. 7) | euclidean | wing.
+  c.landmark_distance = "squared"
   c.variance_kept = 0.9          # PCA variance of the ASM: 0.9 for 300W, 0.95 for WFLW.
   c.pose_weight = 0.5            # Eq. 12.
   c.pose_scale_deg = 90.0        # The network regresses pose / this, so both terms are O(1).
@@ -131,6 +135,8 @@ def validate_config(config: ml_collections.ConfigDict, check_devices: bool = Tru
     fail("model", f"must be one of {tuple(models.MODELS)}")
   if config.loss not in LOSSES:
     fail("loss", f"must be one of {LOSSES}")
+  if config.landmark_distance not in losses.LANDMARK_DISTANCES:
+    fail("landmark_distance", f"must be one of {losses.LANDMARK_DISTANCES}")
   if not 0.0 < config.variance_kept <= 1.0:
     fail("variance_kept", "must be in (0, 1]")
   if config.compute_dtype not in DTYPES:

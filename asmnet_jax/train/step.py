@@ -62,7 +62,8 @@ def make_train_step(config: ml_collections.ConfigDict, steps_per_epoch: int,
           train=True, rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
       loss, terms = losses.total_loss(
           landmarks, pose, batch["landmarks"], target_pose,
-          shape_model if use_asm else None, alpha, config.pose_weight)
+          shape_model if use_asm else None, alpha, config.pose_weight,
+          config.landmark_distance)
       return loss, (terms, updates["batch_stats"])
 
     grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
