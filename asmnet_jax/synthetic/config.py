@@ -48,6 +48,15 @@ class RenderConfig:
       outline, nose base and lips where 300-W annotators put them) before identity
       and expression vary it. Off: the mean face as stored, whose eyes are too large
       for real faces.
+    grin_prob: chance of a broad smile over parted lips, as photographed people often
+      wear: smile U(0.6, 1), the mouth open U(0.25, 0.7) so that the teeth show, and
+      the lower lids raised by the cheeks (`shape.sample_deformation`). Drawn only
+      when above 0, so that other presets keep their random streams.
+    face_metering: photo style: scale the frame, before the camera effects, so that
+      the visible face's mean luma is N(0.6, 0.06) of white (gain 0.5-3), as a
+      camera's face-priority auto-exposure meters it; the camera's own exposure
+      error then varies it. Off: the scene's lighting alone sets the face's level,
+      which leaves renders darker and more varied than photographs.
   """
   yaw: tuple[float, float] = (-60.0, 60.0)
   pitch: tuple[float, float] = (-30.0, 30.0)
@@ -70,6 +79,8 @@ class RenderConfig:
   jaw_even_spacing: bool = False
   brows_below_labels: bool = False
   real_proportions: bool = False
+  grin_prob: float = 0.0
+  face_metering: bool = False
 
   def __post_init__(self):
     if self.pose_sd is not None and (len(self.pose_sd) != 3 or min(self.pose_sd) <= 0):
@@ -94,12 +105,12 @@ PHOTOGRAPH_POSE_SD = (25.0, 12.0, 12.0)
 PHOTO_CONFIG = RenderConfig(style="photo", jaw_silhouette=True, jaw_even_spacing=True,
                             brows_below_labels=True, face_size=(0.45, 0.7),
                             occluder_prob=0.2, supersample=1, real_proportions=True,
-                            pose_sd=PHOTOGRAPH_POSE_SD)
+                            pose_sd=PHOTOGRAPH_POSE_SD, grin_prob=0.3, face_metering=True)
 # The cartoon style in the photo style's proportions and labelling, to mix with it.
 CARTOON_REAL_CONFIG = dataclasses.replace(DEFAULT_CONFIG, real_proportions=True,
                                           jaw_silhouette=True, jaw_even_spacing=True,
                                           brows_below_labels=True,
-                                          pose_sd=PHOTOGRAPH_POSE_SD)
+                                          pose_sd=PHOTOGRAPH_POSE_SD, grin_prob=0.3)
 # The presets by style name (`faces.py --style`, the dataset builder's `render`).
 PRESETS = {"cartoon": DEFAULT_CONFIG, "photo": PHOTO_CONFIG,
            "cartoon_real": CARTOON_REAL_CONFIG}

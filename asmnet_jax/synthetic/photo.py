@@ -868,7 +868,24 @@ class _PhotoFace:
     self.env = ambient_colour(bg)
     fg, alpha = self.foreground()
     image = fg * np.float32(255.0) + (1.0 - alpha) * bg
+    if self.cfg.face_metering:
+      image = self.metered(image)
     return _camera(rng, image.astype(np.float32))
+
+  def metered(self, image: np.ndarray) -> np.ndarray:
+    """`image` (S, S, 3) 0-255 scaled so that the face's mean luma (inside its jaw
+    and brows) is N(0.6, 0.06) of white, the gain held to 0.5-3."""
+    points = self.scene.camera.project(self.scene.points)
+    outline = np.concatenate([points[sh.JAW], points[26:16:-1]])
+    mask = Image.new("L", image.shape[1::-1], 0)
+    ImageDraw.Draw(mask).polygon([tuple(p) for p in outline], fill=1)
+    inside = np.asarray(mask, bool)
+    target = 255.0 * float(np.clip(self.rng.normal(0.6, 0.06), 0.4, 0.8))
+    if not inside.any():
+      return image
+    level = dr.luma(image[inside].mean(axis=0))
+    gain = float(np.clip(target / max(level, 1e-3), 0.5, 3.0))
+    return np.minimum(image * np.float32(gain), np.float32(255.0))
 
   def sample_eyes(self) -> None:
     self.iris_r = self.rng.uniform(0.24, 0.3)

@@ -265,7 +265,7 @@ def sample_deformation(rng: np.random.Generator, cfg: RenderConfig,
   """Draws an identity and an expression for the landmarks `mean` (68, 3).
 
   Returns (landmark displacements (68, 3), per-axis scale of the whole head (3,),
-  expression amounts {mouth_open, smile, closing (per eye)}). All zero / ones when
+  expression amounts {mouth_open, smile, closing (per eye), grin (bool)}). All zero / ones when
   `cfg.identity_scale` and `cfg.expression_scale` are 0, except that with
   `cfg.real_proportions` the displacements include `real_proportions_displacement`.
   """
@@ -325,8 +325,18 @@ def sample_deformation(rng: np.random.Generator, cfg: RenderConfig,
   elif blink < 0.18:
     closing[int(rng.integers(2))] = e * rng.uniform(0.6, 1.0)
   brow_raise = e * (rng.uniform(-0.6, 1.0) if rng.random() < 0.4 else 0.0)
+  cheek_raise = 0.0
+  if cfg.grin_prob > 0 and rng.random() < cfg.grin_prob:
+    smile, mouth_open = e * rng.uniform(0.6, 1.0), e * rng.uniform(0.25, 0.7)
+    cheek_raise = smile
   apply_expression(d, mean, mouth_open, smile, closing, brow_raise)
-  info.update(mouth_open=mouth_open, smile=smile, closing=closing)
+  if cheek_raise:
+    # The cheeks push the lower lids up by up to a quarter of the eye's opening.
+    for eye in EYES:
+      p = mean[eye] + d[eye]
+      for up, lo in ((1, 5), (2, 4)):
+        d[eye[lo]] += 0.25 * cheek_raise * (p[up] - p[lo])
+  info.update(mouth_open=mouth_open, smile=smile, closing=closing, grin=bool(cheek_raise))
   return d + offset, axis_scale, info
 
 

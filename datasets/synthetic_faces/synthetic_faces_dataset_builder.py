@@ -71,7 +71,7 @@ def _render(args: tuple[int, int, str]) -> tuple[bytes, np.ndarray, np.ndarray]:
 class Builder(builders.ArrayRecordBuilder):
   """Synthetic faces: `train`, `validation` and `test`, with disjoint seeds."""
 
-  VERSION = tfds.core.Version("1.6.0")
+  VERSION = tfds.core.Version("1.7.0")
   TEST_SPLITS = ("test",)  # What eval.py reports.
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
@@ -91,6 +91,9 @@ class Builder(builders.ArrayRecordBuilder):
       "1.6.0": ("`photo` and `mixed`: the jaw outline, nose base and lips of the "
                 "calibrated mean face moved to the 300-W labelling of photographed "
                 "faces (`shape.OUTLINE_SHIFT`). The cartoon configs unchanged."),
+      "1.7.0": ("`photo` and `mixed`: 30 % of faces grin over parted lips "
+                "(`RenderConfig.grin_prob`), and photo-style frames are exposed for the "
+                "face (`RenderConfig.face_metering`). The cartoon configs unchanged."),
   }
   BUILDER_CONFIGS = [
       SyntheticFacesConfig(
