@@ -876,9 +876,10 @@ class _PhotoFace:
     """`image` (S, S, 3) 0-255 scaled so that the face's mean luma (inside its jaw
     and brows) is N(0.6, 0.06) of white, the gain held to 0.5-3."""
     points = self.scene.camera.project(self.scene.points)
-    outline = np.concatenate([points[sh.JAW], points[26:16:-1]])
+    # The jaw, then the brows back from the left one's outer end (points 26 to 17).
+    outline = np.concatenate([points[sh.JAW], points[np.concatenate(sh.BROWS)[::-1]]])
     mask = Image.new("L", image.shape[1::-1], 0)
-    ImageDraw.Draw(mask).polygon([tuple(p) for p in outline], fill=1)
+    ImageDraw.Draw(mask).polygon(dr.flat(outline), fill=1)
     inside = np.asarray(mask, bool)
     target = 255.0 * float(np.clip(self.rng.normal(0.6, 0.06), 0.4, 0.8))
     if not inside.any():
