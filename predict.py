@@ -114,11 +114,15 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_boolean("flip_test", True, "Average each face's prediction with that of "
                        "its mirror image (twice the network time; --noflip_test for one "
                        "pass).", flag_values=fv)
+  flags.DEFINE_boolean("tta", True, "Photos: the model's test-time augmentation (the "
+                       "bundle's: crops at three box scales, averaged, three times the "
+                       "network time; a work directory's: none); --notta for one view. "
+                       "Videos: one view.", flag_values=fv)
   flags.DEFINE_integer("refine_passes", 1, "Photos: re-crops around the predicted "
                        "landmarks (videos re-crop each face until its crop settles).",
                        lower_bound=0, flag_values=fv)
   flags.DEFINE_list("recrop_scale", [], "Photos: width and height factors of the re-crop "
-                    "box about its centre (default: the model's: the bundle's 1.08, a work "
+                    "box about its centre (default: the model's: the bundle's 1.12, a work "
                     "directory's 1; videos: 1).", flag_values=fv)
   flags.DEFINE_integer("camera", None, "Track faces on this camera (OpenCV index) until "
                        "Ctrl-C or --max_frames.", lower_bound=0, flag_values=fv)
@@ -197,7 +201,7 @@ def _run(fv: flags.FlagValues, paths: list[str]) -> int:
   with cli.reported(ValueError):
     recrop_scale = validate_recrop_scale(fv.recrop_scale) if fv.recrop_scale else None
   search = {"refine_passes": fv.refine_passes, "flip_test": flip_test,
-            "recrop_scale": recrop_scale}
+            "recrop_scale": recrop_scale, **({} if fv.tta else inference.ONE_VIEW)}
   if fv.workdir is None:
     with cli.reported(pretrained.BundleError, status=cli.EXIT_FAILURE):
       predictor = inference.Predictor.pretrained(**search)

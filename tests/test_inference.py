@@ -374,6 +374,95 @@ def test_recrop_scale_default_override_and_errors():
       inference.Predictor(model, recrop_scale=bad)
 
 
+class RollingOracle(LandmarkOracle):
+  """The oracle of a network that also reads the roll: each face's pose, its roll grown
+  by the crop's content rotation, measured as the turn of the face's eye line (points
+  36 -> 45) from the image to the crop (positive clockwise as displayed, the roll's
+  sense). Needs square landmark boxes, so that the crop does not shear angles."""
+
+  def __call__(self, crops):
+    self.crop_counts = getattr(self, "crop_counts", []) + [len(crops)]
+    landmarks, poses = super().__call__(crops)
+    for crop_points, pose in zip(landmarks.astype(np.float64), poses):
+      k = int(round((pose[0] - 1.0) / 10.0))  # `pose` identifies the face.
+      angle = lambda v: np.degrees(np.arctan2(v[1], v[0]))  # pylint: disable=unnecessary-lambda-assignment
+      turn = angle(crop_points[45] - crop_points[36]) - angle(self.faces[k][45] - self.faces[k][36])
+      pose[2] += (turn + 180.0) % 360.0 - 180.0
+    return landmarks, poses
+
+
+def _square_boxed(points: np.ndarray) -> np.ndarray:
+  """`points` (n, 2) stretched vertically about their box centre to a square box."""
+  lo, hi = points.min(0), points.max(0)
+  centre = 0.5 * (lo + hi)
+  return centre + (points - centre) * [1.0, (hi - lo)[0] / (hi - lo)[1]]
+
+
+def test_test_time_views_map_back_to_the_faces_and_their_roll(monkeypatch):
+  """Every (scale, rotation) view of every face is cropped and mapped back: a network
+  exact in each view gives each face's landmarks and pose, its roll unrotated."""
+  canvas, faces, _ = _two_face_canvas()
+  faces = [_square_boxed(f) for f in faces]
+  predictor = inference.Predictor(_stub_model(68), refine_passes=0,
+                                  tta_scales=(0.9, 1.0, 1.15), tta_rotations=(-12.0, 0.0, 7.0))
+  oracle = RollingOracle(faces, predictor.image_size)
+  monkeypatch.setattr(augment, "warp_image", oracle.warp_image)
+  monkeypatch.setattr(predictor, "_predict_crops", oracle)
+  found, = predictor(canvas, [_box(f) for f in faces], landmark_boxes=True)
+  assert oracle.crop_counts == [2 * 9]
+  for face, truth, k in zip(found, faces, range(2)):
+    np.testing.assert_allclose(face.landmarks, truth, atol=0.01)
+    np.testing.assert_allclose(face.pose, oracle.pose(k), atol=0.01)
+
+
+def test_a_test_time_view_turns_the_content_as_the_training_crop_does():
+  """`view_crop_to_image` at a rotation puts points where training's `crop_matrix` at
+  that rotation does, up to each axis's scale and offset (their boxes differ)."""
+  points = np.random.default_rng(3).uniform([40, 60], [140, 200], (30, 2))
+  for rotation in (-10.0, 8.0):
+    view = inference.view_crop_to_image(_box(points), 64, 0.05, 1.0, rotation)
+    in_view = geometry.apply_affine(geometry.invert_affine(view), points)
+    in_training_crop = geometry.apply_affine(
+        geometry.crop_matrix(points, rotation_deg=rotation)[0], points)
+    standard = lambda q: (q - q.mean(0)) / q.std(0)  # pylint: disable=unnecessary-lambda-assignment
+    np.testing.assert_allclose(standard(in_view), standard(in_training_crop), atol=1e-9)
+    unturned = geometry.apply_affine(geometry.crop_matrix(points)[0], points)
+    assert np.abs(standard(in_view) - standard(unturned)).max() > 0.1
+
+
+def test_test_time_scales_average_the_predictions_at_scaled_boxes():
+  """A real network: the views' mean equals the mean of plain predictions at each
+  scaled landmark box (the same faces, predicted one scale at a time)."""
+  canvas, faces, _ = _two_face_canvas()
+  model = testing.random_model(num_landmarks=68, image_size=NETWORK_SIZE)
+  boxes = np.stack([_box(f) for f in faces])
+  averaged = inference.Predictor(model, refine_passes=0, flip_test=True,
+                                 tta_scales=(0.9, 1.1))
+  plain = inference.Predictor(model, refine_passes=0, flip_test=True)
+  centre, half = 0.5 * (boxes[:, :2] + boxes[:, 2:]), 0.5 * (boxes[:, 2:] - boxes[:, :2])
+  each = [plain.predict_landmark_boxes(canvas, np.concatenate([centre - s * half,
+                                                               centre + s * half], axis=1))
+          for s in (0.9, 1.1)]
+  landmarks, pose, _ = averaged.predict_landmark_boxes(canvas, boxes)
+  np.testing.assert_allclose(landmarks, 0.5 * (each[0][0] + each[1][0]), atol=1e-4)
+  np.testing.assert_allclose(pose, 0.5 * (each[0][1] + each[1][1]), atol=1e-3)
+  assert np.abs(each[0][0] - each[1][0]).max() > 0.1  # the views do differ.
+  one_view, _, _ = averaged.predict_landmark_boxes(canvas, boxes, tta=False)
+  np.testing.assert_allclose(one_view, plain.predict_landmark_boxes(canvas, boxes)[0],
+                             atol=1e-6)
+
+
+def test_test_time_views_default_override_and_errors():
+  model = dataclasses.replace(_stub_model(68), tta_scales=(0.9, 1.1), tta_rotations=(5.0,))
+  assert (inference.Predictor(model).tta_scales, inference.Predictor(model).tta_rotations) == (
+      (0.9, 1.1), (5.0,))
+  assert inference.Predictor(model, **inference.ONE_VIEW).tta_scales == (1.0,)
+  for bad in [{"tta_scales": ()}, {"tta_scales": (3.0,)}, {"tta_rotations": (90.0,)},
+              {"tta_rotations": (float("nan"),)}]:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+      inference.Predictor(model, **bad)
+
+
 def _blob_image(h, w, centres, sigma):
   """Black image with a Gaussian spot per centre, in red, green and blue."""
   yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)

@@ -276,7 +276,8 @@ def test_command_nme_equals_numpy_on_its_predictions(tmp_path, renders, capsys):
   s = scores["summary"]
   assert (s["faces"], s["found"], s["skipped"], s["boxes"]) == (3, 3, 1, "landmarks")
   # Landmark boxes: no re-crop; a 68-point model flip-tests; a checkpoint's scale is 1.
-  assert s["search"] == {"refine_passes": 0, "flip_test": True, "recrop_scale": [1.0, 1.0]}
+  assert s["search"] == {"refine_passes": 0, "flip_test": True, "recrop_scale": [1.0, 1.0],
+                         "tta_scales": [1.0], "tta_rotations": [0.0]}
   nmes = []
   for face in scores["faces"]:
     pred = np.asarray(face["landmarks"], np.float64)

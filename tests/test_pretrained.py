@@ -29,7 +29,8 @@ def _outputs(model, images):
 def test_bundle_of_a_trained_run_predicts_as_its_checkpoint(trained_run, tmp_path):
   path = str(tmp_path / "bundle.npz")
   assert pretrained.main(["--workdir", trained_run.workdir, "--out", path,
-                          "--command", "python train.py ...", "--recrop_scale", "1.05,1.1"]) == 0
+                          "--command", "python train.py ...", "--recrop_scale", "1.05,1.1",
+                          "--tta_scales", "0.9,1,1.1"]) == 0
   original = load_workdir(trained_run.workdir)
   loaded = pretrained.load_bundle(path)
   assert (loaded.image_size, loaded.num_landmarks, loaded.step) == (
@@ -37,6 +38,7 @@ def test_bundle_of_a_trained_run_predicts_as_its_checkpoint(trained_run, tmp_pat
   assert loaded.eval_margin == original.eval_margin
   assert loaded.pose_scale_deg == original.pose_scale_deg
   assert (original.recrop_scale, loaded.recrop_scale) == ((1.0, 1.0), (1.05, 1.1))
+  assert (loaded.tta_scales, loaded.tta_rotations) == ((0.9, 1.0, 1.1), (0.0,))
   images = np.random.default_rng(0).uniform(
       0, 1, (4, original.image_size, original.image_size, 3)).astype(np.float32)
   # The bundle holds the checkpoint's folded weights rounded to float16: the same
@@ -123,6 +125,23 @@ def test_bundle_keeps_its_recrop_scale(tmp_path):
   for bad_scale in ([1.08], [0.1, 1.0], "big"):
     bad = _rewritten(scaled, tmp_path, recrop_scale=bad_scale)
     with pytest.raises(pretrained.BundleError, match=f"{bad}: bad recrop_scale"):
+      pretrained.load_bundle(bad)
+
+
+def test_bundle_keeps_its_test_time_augmentation(tmp_path):
+  model = random_model(image_size=32)
+  plain = str(tmp_path / "plain.npz")
+  pretrained.save_bundle(model, plain)
+  assert (pretrained.load_bundle(plain).tta_scales,
+          pretrained.load_bundle(plain).tta_rotations) == ((1.0,), (0.0,))
+  views = str(tmp_path / "views.npz")
+  pretrained.save_bundle(dataclasses.replace(model, tta_scales=(0.9, 1.1),
+                                             tta_rotations=(-5.0, 5.0)), views)
+  predictor = Predictor(pretrained.load_bundle(views))
+  assert (predictor.tta_scales, predictor.tta_rotations) == ((0.9, 1.1), (-5.0, 5.0))
+  for field, value in (("tta_scales", []), ("tta_rotations", [120.0]), ("tta_scales", "x")):
+    bad = _rewritten(views, tmp_path, **{field: value})
+    with pytest.raises(pretrained.BundleError, match=f"{bad}: bad test-time augmentation"):
       pretrained.load_bundle(bad)
 
 

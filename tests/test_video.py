@@ -92,8 +92,8 @@ class ScriptedPredictor:
                                 np.array([0.99], np.float32))
 
   def predict_landmark_boxes(self, frame, boxes, refine_passes=None, converged=None,
-                             recrop_scale=None):
-    self.search = (refine_passes, converged)
+                             recrop_scale=None, tta=True):
+    self.search = (refine_passes, converged, tta)
     self.boxes.append(np.asarray(boxes))
     self.scales.append(recrop_scale)
     face = self.script[int(frame[0, 0, 0])]
@@ -124,7 +124,8 @@ def test_lost_track_triggers_detection_and_gets_its_id_back():
   assert ids == [[0]] * 5 + [[]] * 5 + [[0]] * 2
   assert (video.tracks_lost, video.recoveries, video.tracks_started) == (1, 1, 2)
   # Each face is re-cropped until its crop settles, by the tracker's settings.
-  assert fake.search == (tracking.DEFAULT_REFINE_PASSES, tracking.DEFAULT_CONVERGED)
+  # One view a frame unless asked: the test-time augmentation's cost is per frame.
+  assert fake.search == (tracking.DEFAULT_REFINE_PASSES, tracking.DEFAULT_CONVERGED, False)
 
 
 @pytest.mark.parametrize("scale", [(1.0, 1.0), (1.2, 0.8)])
@@ -181,7 +182,7 @@ class NoisyStillFace:
                                 np.array([0.99], np.float32))
 
   def predict_landmark_boxes(self, frame, boxes, refine_passes=None, converged=None,
-                             recrop_scale=None):
+                             recrop_scale=None, tta=True):
     out = self.shape + self.rng.normal(0.0, 0.5, (len(boxes),) + self.shape.shape)
     return out, np.zeros((len(boxes), 3)), np.asarray(boxes)
 

@@ -55,9 +55,10 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
   return np.concatenate([a_inv, -a_inv @ matrix[:, 2:]], axis=1)
 
 
-def _rotation(theta_deg: float) -> np.ndarray:
-  # Positive angles turn the image content clockwise as displayed (y down), the same
-  # sense as a positive roll in `asmnet_jax.core.rotation`.
+def rotation_matrix(theta_deg: float) -> np.ndarray:
+  """(2, 2) rotation of points by `theta_deg` in pixel coordinates (y down): positive
+  angles turn the image content clockwise as displayed, the same sense as a positive
+  roll in `asmnet_jax.core.rotation`."""
   t = math.radians(theta_deg)
   c, s = math.cos(t), math.sin(t)
   return np.array([[c, -s], [s, c]])
@@ -92,7 +93,7 @@ def crop_matrix(
   landmarks = np.asarray(landmarks, dtype=np.float64)
   lo, hi = np.split(landmark_box(landmarks), 2)
   centre = 0.5 * (lo + hi)
-  rot = _rotation(rotation_deg)
+  rot = rotation_matrix(rotation_deg)
   rotated = (landmarks - centre) @ rot.T
   r_lo, r_hi = np.split(landmark_box(rotated), 2)
   size = np.maximum(r_hi - r_lo, 1.0)  # guards degenerate (collinear) shapes.

@@ -199,12 +199,15 @@ def _model_description(predictor: Any) -> str:
 
 
 def _search_description(predictor: Any) -> dict[str, Any] | None:
-  """The re-crops, flip test and re-crop scale of a `Predictor`; None for others."""
-  names = ("refine_passes", "flip_test", "recrop_scale")
+  """The re-crops, flip test, re-crop scale and test-time views of a `Predictor`; None
+  for others."""
+  names = ("refine_passes", "flip_test", "recrop_scale", "tta_scales", "tta_rotations")
   if not all(hasattr(predictor, name) for name in names):
     return None
   return {"refine_passes": int(predictor.refine_passes), "flip_test": bool(predictor.flip_test),
-          "recrop_scale": [float(v) for v in predictor.recrop_scale]}
+          "recrop_scale": [float(v) for v in predictor.recrop_scale],
+          "tta_scales": [float(v) for v in predictor.tta_scales],
+          "tta_rotations": [float(v) for v in predictor.tta_rotations]}
 
 
 def _detector_description(predictor: Any) -> str | None:
@@ -527,6 +530,9 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_boolean("flip_test", True, "Average each face's prediction with that of "
                        "its mirror image, as predict.py does (twice the network time; "
                        "--noflip_test for one pass).", flag_values=fv)
+  flags.DEFINE_boolean("tta", True, "The model's test-time augmentation, as predict.py "
+                       "runs it (the bundle's: crops at three box scales, averaged; a work "
+                       "directory's: none); --notta for one view.", flag_values=fv)
   flags.DEFINE_boolean("draw", True, "Write one drawing per image.", flag_values=fv)
 
 
@@ -539,6 +545,8 @@ def _predictor(fv: flags.FlagValues) -> Any:
     refine_passes = 0 if fv.boxes == "landmarks" else 1
   # A model whose points have no mirror map runs one pass (noted in `_run`).
   kwargs = {"refine_passes": refine_passes, "flip_test": "auto" if fv.flip_test else False}
+  if not fv.tta:
+    kwargs.update(inference.ONE_VIEW)
   with cli.reported(FileNotFoundError, ValueError):  # not a work directory / step dir.
     if fv.workdir:
       if fv.checkpoint not in ("best", "latest"):

@@ -46,6 +46,11 @@ class InferenceModel:
   # centre (`Predictor`); a model whose landmarks come out smaller than labelled on the
   # faces it is used on carries the measured correction (the bundle's: its metadata).
   recrop_scale: tuple[float, float] = (1.0, 1.0)
+  # Test-time augmentation: every crop also runs with its box scaled by each of
+  # `tta_scales` and its content turned by each of `tta_rotations` (degrees), and the
+  # predictions are averaged (`Predictor`); the bundle's: its metadata.
+  tta_scales: tuple[float, ...] = (1.0,)
+  tta_rotations: tuple[float, ...] = (0.0,)
 
   @property
   def mirror_permutation(self) -> np.ndarray | None:
@@ -82,6 +87,26 @@ def validate_recrop_scale(scale: Any) -> tuple[float, float]:
       or np.any(values > 2.0):
     raise ValueError(f"recrop_scale needs two factors in [0.5, 2], got {scale!r}")
   return float(values[0]), float(values[1])
+
+
+def validate_tta(scales: Any, rotations: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """`tta_scales` (box factors, each finite and in [0.5, 2]) and `tta_rotations`
+  (degrees, each finite and within ±45) as tuples of floats, neither empty.
+
+  Raises:
+    ValueError: anything else.
+  """
+  def floats(values: Any, name: str, lo: float, hi: float, unit: str) -> tuple[float, ...]:
+    try:
+      array = np.asarray(values, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+      array = np.zeros(0)
+    if not len(array) or not np.all(np.isfinite(array)) or np.any(array < lo) \
+        or np.any(array > hi):
+      raise ValueError(f"{name} needs one or more {unit} in [{lo:g}, {hi:g}], got {values!r}")
+    return tuple(float(v) for v in array)
+  return (floats(scales, "tta_scales", 0.5, 2.0, "factors"),
+          floats(rotations, "tta_rotations", -45.0, 45.0, "angles (degrees)"))
 
 
 def fold(model_name: str, params: Any, batch_stats: Any, **fields) -> InferenceModel:

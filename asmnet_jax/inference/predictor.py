@@ -28,6 +28,13 @@ would move by less than c of its size (the video tracker's search).
 With `flip_test`, every crop also runs mirrored and the two predictions are averaged
 after mirroring the second back (`asmnet_jax.core.mirror`): twice the network time,
 and any left-right bias of the network cancels.
+With test-time augmentation (`tta_scales`, `tta_rotations`; the bundle's own by
+default), every crop runs once per pair of a box factor and a rotation: its landmark
+box scaled about its centre, its content turned about that centre (clockwise as
+displayed), as in training's augmentation. The landmarks, mapped back to the image,
+and the poses, each roll less its rotation, are averaged: a network that errs
+differently at each view errs less on their mean (docs/scoring_photos.md), at the
+cost of one network pass per view.
 
 The network runs BN-folded (`models.fold_batch_norm`) and jitted, with all the faces
 of a call in one batch padded up to one of `batch_sizes`, so a handful of shapes
@@ -50,7 +57,7 @@ from asmnet_jax.data.images import ImageInput, load_image
 from asmnet_jax.inference import detection
 from asmnet_jax.inference import pretrained as pretrained_lib
 from asmnet_jax.inference.model import (InferenceModel, load_checkpoint, load_workdir,
-                                        validate_recrop_scale)
+                                        validate_recrop_scale, validate_tta)
 from asmnet_jax.runtime import compile_options
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
@@ -58,6 +65,8 @@ DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 # stays inside the previous crop: a guard against a diverging prediction (a sane one
 # never comes near it).
 MAX_BOX_CHANGE = 2.0
+# The keyword arguments of a predictor without test-time augmentation, whatever its model's.
+ONE_VIEW = {"tta_scales": (1.0,), "tta_rotations": (0.0,)}
 
 
 def _is_single_image(images: Any) -> bool:
@@ -86,6 +95,24 @@ def _guarded_box(previous: np.ndarray, landmarks: np.ndarray, margin: float,
   lo, hi = previous[:2] - margin * prev_size, previous[2:] + margin * prev_size
   centre = np.clip(0.5 * (box[:2] + box[2:]), lo, hi)
   return np.concatenate([centre - 0.5 * size, centre + 0.5 * size])
+
+
+def view_crop_to_image(landmark_box_xyxy: np.ndarray, image_size: int, margin: float,
+                       scale: float = 1.0, rotation_deg: float = 0.0) -> np.ndarray:
+  """Affine (2, 3) from S x S crop to image pixel-centre coordinates of one test-time
+  view: the evaluation crop (`geometry.eval_crop_to_image`) of the landmark box scaled
+  by `scale` about its centre, its content turned by `rotation_deg` about that centre
+  (clockwise as displayed, the training augmentation's sense: the roll grows by it)."""
+  corners = np.asarray(landmark_box_xyxy, np.float64).reshape(2, 2)
+  centre = corners.mean(axis=0)
+  crop_to_image = geometry.eval_crop_to_image(
+      (centre + scale * (corners - centre)).reshape(4), image_size, margin)
+  if not rotation_deg:
+    return crop_to_image
+  # Turning the content by theta = sampling the image along axes turned by -theta.
+  turn = geometry.rotation_matrix(-rotation_deg)
+  about_centre = np.concatenate([turn, (centre - turn @ centre)[:, None]], axis=1)
+  return geometry.compose(about_centre, crop_to_image)
 
 
 def box_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -139,6 +166,9 @@ class Predictor:
       map (`InferenceModel.mirror_permutation`). "auto": on when the model has one.
     recrop_scale: (width, height) factors of the re-crop box about its centre;
       None: the model's own (`InferenceModel.recrop_scale`).
+    tta_scales, tta_rotations: test-time augmentation (module doc): the box factors
+      and rotations (degrees) of the views averaged per crop, every pair of them;
+      None: the model's own (`InferenceModel.tta_scales`, `tta_rotations`).
   """
 
   def __init__(self, model: InferenceModel, *,
@@ -147,7 +177,9 @@ class Predictor:
                refine_passes: int = 1,
                batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
                flip_test: bool | str = False,
-               recrop_scale: Sequence[float] | None = None):
+               recrop_scale: Sequence[float] | None = None,
+               tta_scales: Sequence[float] | None = None,
+               tta_rotations: Sequence[float] | None = None):
     if refine_passes < 0:
       raise ValueError(f"refine_passes must be >= 0, got {refine_passes}")
     if not batch_sizes or sorted(batch_sizes) != list(batch_sizes) or batch_sizes[0] < 1:
@@ -158,6 +190,9 @@ class Predictor:
     self.refine_passes = refine_passes
     self.recrop_scale = validate_recrop_scale(
         model.recrop_scale if recrop_scale is None else recrop_scale)
+    self.tta_scales, self.tta_rotations = validate_tta(
+        model.tta_scales if tta_scales is None else tta_scales,
+        model.tta_rotations if tta_rotations is None else tta_rotations)
     self.batch_sizes = tuple(int(b) for b in batch_sizes)
     self._forward = compile_options.jit_inference(model.forward)
     if flip_test == "auto":
@@ -283,7 +318,8 @@ class Predictor:
   def predict_landmark_boxes(self, image: np.ndarray, landmark_boxes: np.ndarray, *,
                              refine_passes: int | None = None,
                              converged: float | None = None,
-                             recrop_scale: Sequence[float] | None = None
+                             recrop_scale: Sequence[float] | None = None,
+                             tta: bool = True
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The faces of one image at given landmark boxes, with the crop they ended in.
 
@@ -295,6 +331,7 @@ class Predictor:
         than this fraction of its size (`box_change`); None: always make every pass.
       recrop_scale: (width, height) factors of the re-crop box (default: the
         predictor's `recrop_scale`).
+      tta: run the predictor's test-time augmentation; False: one plain view.
     Returns:
       landmarks float64 (k, n, 2) image pixels, pose float64 (k, 3) degrees, and the
       landmark box (k, 4) of each face's last crop.
@@ -304,23 +341,24 @@ class Predictor:
       n = self.model.num_landmarks
       return np.zeros((0, n, 2)), np.zeros((0, 3)), boxes
     scale = None if recrop_scale is None else validate_recrop_scale(recrop_scale)
-    return self._search([image], [0] * len(boxes), boxes, refine_passes, converged, scale)
+    return self._search([image], [0] * len(boxes), boxes, refine_passes, converged, scale,
+                        tta)
 
   def _search(self, arrays: Sequence[np.ndarray], owners: Sequence[int],
               landmark_box: np.ndarray, refine_passes: int | None = None,
               converged: float | None = None,
-              recrop_scale: tuple[float, float] | None = None
+              recrop_scale: tuple[float, float] | None = None, tta: bool = True
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pass 1 at `landmark_box` (K, 4), then up to `refine_passes` re-crops (module
     doc) scaled by `recrop_scale` (None: the predictor's), each of the faces whose box
-    still moves by `converged` or more.
+    still moves by `converged` or more; every pass in the test-time views if `tta`.
 
     Returns landmarks (K, n, 2), pose (K, 3) and each face's last crop box (K, 4).
     """
     passes = self.refine_passes if refine_passes is None else refine_passes
     scale = self.recrop_scale if recrop_scale is None else recrop_scale
     landmark_box = np.array(landmark_box, np.float64)
-    landmarks, pose = self._predict_boxes(arrays, owners, landmark_box)
+    landmarks, pose = self._predict_boxes(arrays, owners, landmark_box, tta)
     active = np.arange(len(landmark_box))
     for _ in range(passes):
       boxes = np.stack([_guarded_box(landmark_box[k], landmarks[k], self.model.eval_margin,
@@ -332,23 +370,34 @@ class Predictor:
         break
       landmark_box[active] = boxes
       landmarks[active], pose[active] = self._predict_boxes(
-          arrays, [owners[k] for k in active], boxes)
+          arrays, [owners[k] for k in active], boxes, tta)
     return landmarks, pose, landmark_box
 
   def _predict_boxes(self, arrays: Sequence[np.ndarray], owners: Sequence[int],
-                     landmark_box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Crops every (image, landmark box) pair, runs them as one batch.
+                     landmark_box: np.ndarray, tta: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Crops every (image, landmark box) pair in each test-time view (one plain view
+    without `tta`), runs them as one batch and averages each face's views (module doc).
 
     Returns landmarks float64 (K, n, 2) in image pixels and pose (K, 3) degrees.
     """
     s = self.image_size
-    transforms = np.stack([geometry.eval_crop_to_image(box, s, self.model.eval_margin)
-                           for box in landmark_box])
+    views = [(scale, rotation) for scale in self.tta_scales
+             for rotation in self.tta_rotations] if tta else [(1.0, 0.0)]
+    transforms = np.stack([view_crop_to_image(box, s, self.model.eval_margin, *view)
+                           for box in landmark_box for view in views])
     crops = np.stack([augment.to_float_image(augment.warp_image(arrays[i], t, s))
-                      for i, t in zip(owners, transforms)])
+                      for i, t in zip(np.repeat(owners, len(views)), transforms)])
     landmarks_norm, pose = self._predict_crops(crops)
-    return (geometry.crop_to_image_points(landmarks_norm, transforms, s),
-            np.asarray(pose, np.float64))
+    k, v = len(landmark_box), len(views)
+    points = geometry.crop_to_image_points(landmarks_norm, transforms, s)
+    pose = np.asarray(pose, np.float64).reshape(k, v, 3).copy()
+    # Each view's roll, less its rotation, taken within 180 degrees of the first view's.
+    roll = pose[..., 2] - np.array([rotation for _, rotation in views])
+    pose[..., 2] = roll[:, :1] + (roll - roll[:, :1] + 180.0) % 360.0 - 180.0
+    pose = pose.mean(axis=1)
+    pose[:, 2] = 180.0 - (180.0 - pose[:, 2]) % 360.0
+    return points.reshape(k, v, -1, 2).mean(axis=1), pose
 
   def _predict_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The network on crops float32 (K, S, S, 3) -> (landmarks_norm (K, n, 2), pose (K, 3)).

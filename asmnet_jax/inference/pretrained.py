@@ -31,7 +31,7 @@ from flax import traverse_util
 from asmnet_jax import cli
 from asmnet_jax.core import mirror
 from asmnet_jax.inference.model import (InferenceModel, load_checkpoint, load_workdir,
-                                        validate_recrop_scale)
+                                        validate_recrop_scale, validate_tta)
 from asmnet_jax.nn import models
 from asmnet_jax.train import checkpoints
 from asmnet_jax.train import config as config_lib
@@ -64,6 +64,9 @@ def save_bundle(model: InferenceModel, path: str, provenance: dict[str, Any] | N
     meta["mirror_map"] = [int(i) for i in model.mirror_map]
   if tuple(model.recrop_scale) != (1.0, 1.0):
     meta["recrop_scale"] = [float(v) for v in model.recrop_scale]
+  if (tuple(model.tta_scales), tuple(model.tta_rotations)) != ((1.0,), (0.0,)):
+    meta["tta_scales"] = [float(v) for v in model.tta_scales]
+    meta["tta_rotations"] = [float(v) for v in model.tta_rotations]
   arrays[METADATA_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + ".tmp.npz"
@@ -114,7 +117,7 @@ def load_bundle(path: str = DEFAULT_BUNDLE) -> InferenceModel:
                         pose_scale_deg=float(meta["pose_scale_deg"]),
                         eval_margin=float(meta["eval_margin"]), step=meta["step"],
                         source=os.path.abspath(path), mirror_map=_mirror_map(meta, path),
-                        recrop_scale=_recrop_scale(meta, path))
+                        recrop_scale=_recrop_scale(meta, path), **_tta(meta, path))
 
 
 def _recrop_scale(meta: dict[str, Any], path: str) -> tuple[float, float]:
@@ -124,6 +127,16 @@ def _recrop_scale(meta: dict[str, Any], path: str) -> tuple[float, float]:
     return validate_recrop_scale(scale)
   except ValueError as e:
     raise BundleError(f"{path}: bad recrop_scale ({e})") from e
+
+
+def _tta(meta: dict[str, Any], path: str) -> dict[str, tuple[float, ...]]:
+  """The bundle's test-time augmentation, checked; none (one plain view) when it has none."""
+  try:
+    scales, rotations = validate_tta(meta.get("tta_scales", (1.0,)),
+                                     meta.get("tta_rotations", (0.0,)))
+  except ValueError as e:
+    raise BundleError(f"{path}: bad test-time augmentation ({e})") from e
+  return {"tta_scales": scales, "tta_rotations": rotations}
 
 
 def _mirror_map(meta: dict[str, Any], path: str) -> tuple[int, ...] | None:
@@ -149,6 +162,10 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_list("recrop_scale", ["1", "1"], "Width and height factors of the "
                     "re-crop box (`InferenceModel.recrop_scale`), measured on real "
                     "development photos (docs/scoring_photos.md).", flag_values=fv)
+  flags.DEFINE_list("tta_scales", ["1"], "Test-time augmentation: box factors of the "
+                    "crops averaged per face (`InferenceModel.tta_scales`).", flag_values=fv)
+  flags.DEFINE_list("tta_rotations", ["0"], "Test-time augmentation: rotations "
+                    "(degrees) of the crops averaged per face.", flag_values=fv)
 
 
 def _run(fv: flags.FlagValues) -> None:
@@ -159,8 +176,10 @@ def _run(fv: flags.FlagValues) -> None:
     else:
       model = load_checkpoint(fv.checkpoint, config)
     step_dir = model.source
+    scales, rotations = validate_tta(fv.tta_scales, fv.tta_rotations)
     model = dataclasses.replace(
-        model, recrop_scale=validate_recrop_scale(fv.recrop_scale))
+        model, recrop_scale=validate_recrop_scale(fv.recrop_scale), tta_scales=scales,
+        tta_rotations=rotations)
   provenance = {"config": json.loads(config.to_json_best_effort()), "command": fv.command,
                 "checkpoint": os.path.relpath(step_dir, fv.workdir)}
   meta = save_bundle(model, fv.out, provenance)

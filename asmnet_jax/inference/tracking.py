@@ -167,6 +167,9 @@ class VideoPredictor:
       boxes about their centre. Default (1, 1), not the model's: a scale compounds
       over the frames' passes, and the bundle's 1.08 made tracks run off the faces of
       the benchmark clips (docs/video.md).
+    tta: run the predictor's test-time augmentation (`Predictor`) in every search, at
+      its views' network time a frame; default off (one view), as the tracker's
+      defaults were measured.
 
   Attributes (counts since the last `reset`):
     frames, detector_calls, tracks_started, tracks_lost, recoveries.
@@ -182,7 +185,7 @@ class VideoPredictor:
                min_score: float = 0.9, match_iou: float = 0.3, forget_after: int = 30,
                fps: float = DEFAULT_FPS, refine_passes: int = DEFAULT_REFINE_PASSES,
                converged: float | None = DEFAULT_CONVERGED,
-               recrop_scale: Sequence[float] = (1.0, 1.0)):
+               recrop_scale: Sequence[float] = (1.0, 1.0), tta: bool = False):
     if detect_every < 1:
       raise ValueError(f"detect_every must be >= 1, got {detect_every}")
     if fps <= 0:
@@ -208,6 +211,7 @@ class VideoPredictor:
     self.fps = float(fps)
     self.refine_passes, self.converged = int(refine_passes), converged
     self.recrop_scale = validate_recrop_scale(recrop_scale)
+    self.tta = tta
     self.reset()
 
   def reset(self) -> None:
@@ -253,7 +257,7 @@ class VideoPredictor:
                        self.recrop_scale)
     landmarks, pose, crops = self.predictor.predict_landmark_boxes(
         frame, boxes, refine_passes=self.refine_passes, converged=self.converged,
-        recrop_scale=self.recrop_scale)
+        recrop_scale=self.recrop_scale, tta=self.tta)
     kept = []
     for track, points, angles, crop in zip(self._tracks, landmarks, pose, crops):
       if self._is_lost(points, crop, frame.shape, max(track.sizes[-self.size_memory:])):
@@ -323,7 +327,7 @@ class VideoPredictor:
       return
     landmarks, pose, crops = self.predictor.predict_landmark_boxes(
         frame, estimates[new], refine_passes=self.refine_passes, converged=self.converged,
-        recrop_scale=self.recrop_scale)
+        recrop_scale=self.recrop_scale, tta=self.tta)
     for k, points, angles, crop in zip(new, landmarks, pose, crops):
       if self._is_lost(points, crop, frame.shape):
         continue
