@@ -234,7 +234,7 @@ def _estimates(predictor: inference.Predictor, image, **kwargs) -> np.ndarray:
   """The landmark boxes the predictor crops first (refine_passes 0, no network)."""
   seen = []
 
-  def predict_boxes(arrays, owners, landmark_box):
+  def predict_boxes(arrays, owners, landmark_box, tta=True):
     seen.append(np.array(landmark_box))
     n = predictor.model.num_landmarks
     return np.zeros((len(owners), n, 2)), np.zeros((len(owners), 3))

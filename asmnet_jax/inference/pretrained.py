@@ -4,11 +4,13 @@ A bundle is one `.npz` file (no pickle): the BN-folded parameters, flattened wit
 "/"-joined names, stored as float16 (half the size; the folded network's outputs move
 by far less than a pixel, `tests/test_pretrained.py`), plus a JSON entry
 `__metadata__` with what `InferenceModel` needs (model name, landmark count, input
-size, pose scale, crop margin, and the re-crop scale where it is not 1) and where the
-weights came from (the training config, its step, the command that reproduces it).
+size, pose scale, crop margin, and the re-crop scale and test-time views where they
+are not the plain ones) and where the weights came from (the training config, its
+step, the command that reproduces it).
 
     python -m asmnet_jax.inference.pretrained --workdir workdirs/photo \\
-        --out asmnet_jax/assets/pretrained/asmnet_68.npz [--recrop_scale 1.08,1.08]
+        --out asmnet_jax/assets/pretrained/asmnet_68.npz [--recrop_scale 1.12,1.12] \\
+        [--tta_scales 0.9,1,1.1]
 
 `load_bundle()` with no argument reads the bundled file; `Predictor.pretrained()`
 wraps it. A damaged file gives a `BundleError` that names it.
