@@ -16,7 +16,7 @@ from asmnet_jax import cli
 from asmnet_jax.core import metrics
 from asmnet_jax.inference import pretrained
 from asmnet_jax.inference.model import load_workdir
-from asmnet_jax.inference.predictor import Predictor
+from asmnet_jax.inference.predictor import ONE_VIEW, Predictor
 from asmnet_jax.synthetic import faces
 from asmnet_jax.testing import random_model
 
@@ -192,4 +192,15 @@ def test_predict_py_without_workdir_uses_the_shipped_model(tmp_path):
     (entry,) = json.load(f)
   predicted = np.asarray(entry["faces"][0]["landmarks"])[None]
   assert float(metrics.nme(predicted, face["landmarks"][None])[0]) < 0.15
+  # The bundle's test-time views by default; --notta: one view.
+  expected = {}
+  for name, kwargs in (("tta", {}), ("notta", ONE_VIEW)):
+    expected[name] = Predictor.pretrained(flip_test=True, **kwargs)(
+        face["image"], [box], landmark_boxes=True)[0][0].landmarks
+  np.testing.assert_allclose(predicted[0], expected["tta"], atol=1e-3)
+  assert predict.main([path, f"--out={out}", f"--landmark_boxes_json={boxes}", "--notta"]) == 0
+  with open(os.path.join(out, "predictions.json")) as f:
+    (entry,) = json.load(f)
+  np.testing.assert_allclose(entry["faces"][0]["landmarks"], expected["notta"], atol=1e-3)
+  assert np.abs(expected["tta"] - expected["notta"]).max() > 0.05  # the flag mattered.
   assert predict.main([path, f"--out={out}", "--recrop_scale=3,1"]) == cli.EXIT_USAGE
