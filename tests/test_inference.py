@@ -385,10 +385,15 @@ class RollingOracle(LandmarkOracle):
     landmarks, poses = super().__call__(crops)
     for crop_points, pose in zip(landmarks.astype(np.float64), poses):
       k = int(round((pose[0] - 1.0) / 10.0))  # `pose` identifies the face.
-      angle = lambda v: np.degrees(np.arctan2(v[1], v[0]))  # pylint: disable=unnecessary-lambda-assignment
-      turn = angle(crop_points[45] - crop_points[36]) - angle(self.faces[k][45] - self.faces[k][36])
+      turn = _eye_line_angle(crop_points) - _eye_line_angle(self.faces[k])
       pose[2] += (turn + 180.0) % 360.0 - 180.0
     return landmarks, poses
+
+
+def _eye_line_angle(points: np.ndarray) -> float:
+  """The direction of the line from point 36 to point 45, degrees (y down)."""
+  v = points[45] - points[36]
+  return float(np.degrees(np.arctan2(v[1], v[0])))
 
 
 def _square_boxed(points: np.ndarray) -> np.ndarray:

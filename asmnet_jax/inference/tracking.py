@@ -165,8 +165,8 @@ class VideoPredictor:
       `refine_passes` times (`Predictor.predict_landmark_boxes`; None: every pass).
     recrop_scale: (width, height) factors of each search's start box and re-crop
       boxes about their centre. Default (1, 1), not the model's: a scale compounds
-      over the frames' passes, and the bundle's (then 1.08) made tracks run off the faces of
-      the benchmark clips (docs/video.md).
+      over the frames' passes, and the bundle's (then 1.08) made tracks run off the
+      faces of the benchmark clips (docs/video.md).
     tta: run the predictor's test-time augmentation (`Predictor`) in every search, at
       its views' network time a frame; default off (one view), as the tracker's
       defaults were measured.
