@@ -36,3 +36,11 @@ def test_round_trip_and_orthonormal():
                              np.broadcast_to(np.eye(3), (200, 3, 3)), atol=1e-12)
   np.testing.assert_allclose(np.linalg.det(matrices), 1.0, atol=1e-12)
   np.testing.assert_allclose(rotation.rotation_to_euler(matrices), angles, atol=1e-9)
+
+
+def test_wrap_degrees_matches_the_angle_of_the_unit_complex_number():
+  angles = np.array([-540.0, -181.0, -180.0, -10.0, 0.0, 179.5, 180.0, 181.0, 725.0])
+  expected = np.degrees(np.angle(np.exp(1j * np.radians(angles))))  # (-180, 180]
+  expected[np.isclose(expected, -180.0)] = 180.0  # float rounding at the seam.
+  np.testing.assert_allclose(rotation.wrap_degrees(angles), expected, atol=1e-9)
+  assert rotation.wrap_degrees(-180.0) == 180.0

@@ -67,3 +67,8 @@ def rotation_to_euler(rotation: np.ndarray) -> np.ndarray:
   yaw = np.arctan2(rotation[..., 2, 0], rotation[..., 2, 2])
   roll = np.arctan2(-rotation[..., 0, 1], rotation[..., 1, 1])
   return np.rad2deg(np.stack([yaw, pitch, roll], axis=-1))
+
+
+def wrap_degrees(angles):
+  """Angles in degrees (any shape, NumPy) taken into (-180, 180]."""
+  return 180.0 - (180.0 - np.asarray(angles, np.float64)) % 360.0

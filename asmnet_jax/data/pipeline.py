@@ -46,6 +46,7 @@ import jax
 import numpy as np
 
 from asmnet_jax.core import geometry, mirror
+from asmnet_jax.core import rotation as rotation_lib
 from asmnet_jax.data import augment
 
 __all__ = [
@@ -182,7 +183,7 @@ def _example(record: dict[str, Any], index: int, image_size: int, margins: np.nd
   if rotation_deg:
     # A content rotation by theta about the optical axis adds theta to the roll
     # (R' = Rz(theta) Rz(roll) Rx Ry, `asmnet_jax.core.rotation`); keep it in (-180, 180].
-    pose[2] = 180.0 - (180.0 - (pose[2] + rotation_deg)) % 360.0
+    pose[2] = rotation_lib.wrap_degrees(pose[2] + rotation_deg)
   crop_landmarks = geometry.apply_affine(image_to_norm, landmarks)
   if flip_perm is not None:
     crop_landmarks = crop_landmarks[flip_perm]

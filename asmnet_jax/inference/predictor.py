@@ -51,7 +51,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from asmnet_jax.core import geometry, mirror
+from asmnet_jax.core import geometry, mirror, rotation
 from asmnet_jax.data import augment
 from asmnet_jax.data.images import ImageInput, load_image
 from asmnet_jax.inference import detection
@@ -382,8 +382,8 @@ class Predictor:
     Returns landmarks float64 (K, n, 2) in image pixels and pose (K, 3) degrees.
     """
     s = self.image_size
-    views = [(scale, rotation) for scale in self.tta_scales
-             for rotation in self.tta_rotations] if tta else [(1.0, 0.0)]
+    views = [(scale, turn) for scale in self.tta_scales
+             for turn in self.tta_rotations] if tta else [(1.0, 0.0)]
     transforms = np.stack([view_crop_to_image(box, s, self.model.eval_margin, *view)
                            for box in landmark_box for view in views])
     crops = np.stack([augment.to_float_image(augment.warp_image(arrays[i], t, s))
@@ -393,10 +393,10 @@ class Predictor:
     points = geometry.crop_to_image_points(landmarks_norm, transforms, s)
     pose = np.asarray(pose, np.float64).reshape(k, v, 3).copy()
     # Each view's roll, less its rotation, taken within 180 degrees of the first view's.
-    roll = pose[..., 2] - np.array([rotation for _, rotation in views])
-    pose[..., 2] = roll[:, :1] + (roll - roll[:, :1] + 180.0) % 360.0 - 180.0
+    roll = pose[..., 2] - np.array([turn for _, turn in views])
+    pose[..., 2] = roll[:, :1] + rotation.wrap_degrees(roll - roll[:, :1])
     pose = pose.mean(axis=1)
-    pose[:, 2] = 180.0 - (180.0 - pose[:, 2]) % 360.0
+    pose[:, 2] = rotation.wrap_degrees(pose[:, 2])
     return points.reshape(k, v, -1, 2).mean(axis=1), pose
 
   def _predict_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
