@@ -40,14 +40,19 @@ DAMAGE = [
 
 
 def _damage(step_dir: str, pattern: str, how: str) -> str:
-  """Truncates to half (or deletes) the largest file matching `pattern`; its path."""
-  path = max(glob.glob(os.path.join(step_dir, pattern)), key=os.path.getsize)
-  if how == "delete":
-    os.remove(path)
-  else:
-    with open(path, "r+b") as f:
-      f.truncate(os.path.getsize(path) // 2)
-  return path
+  """Truncates to half (or deletes) every file matching `pattern`; the largest's path.
+
+  Every one, since which of a step's data files a restore reads varies from save to
+  save (some hold only the per-process index that the merged one replaces)."""
+  paths = sorted(glob.glob(os.path.join(step_dir, pattern)), key=os.path.getsize)
+  assert paths, f"nothing matches {pattern} in {step_dir}"
+  for path in paths:
+    if how == "delete":
+      os.remove(path)
+    else:
+      with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+  return paths[-1]
 
 
 def _error_line(capsys) -> str:
