@@ -42,8 +42,8 @@ DAMAGE = [
 def _damage(step_dir: str, pattern: str, how: str) -> str:
   """Truncates to half (or deletes) every file matching `pattern`; the largest's path.
 
-  Every one, since which of a step's data files a restore reads varies from save to
-  save (some hold only the per-process index that the merged one replaces)."""
+  Every one, since a restore reads only some of a step's data files, and which ones
+  varies from save to save."""
   paths = sorted(glob.glob(os.path.join(step_dir, pattern)), key=os.path.getsize)
   assert paths, f"nothing matches {pattern} in {step_dir}"
   for path in paths:
