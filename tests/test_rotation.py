@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from asmnet_jax.core import rotation
 
@@ -44,3 +45,10 @@ def test_wrap_degrees_matches_the_angle_of_the_unit_complex_number():
   expected[np.isclose(expected, -180.0)] = 180.0  # float rounding at the seam.
   np.testing.assert_allclose(rotation.wrap_degrees(angles), expected, atol=1e-9)
   assert rotation.wrap_degrees(-180.0) == 180.0
+
+
+def test_wrap_degrees_under_jit_matches_numpy():
+  jax = pytest.importorskip("jax")
+  angles = np.array([-540.0, -181.0, -180.0, -10.0, 179.5, 180.0, 181.0, 725.0], np.float32)
+  np.testing.assert_allclose(np.asarray(jax.jit(rotation.wrap_degrees)(angles)),
+                             rotation.wrap_degrees(angles.astype(np.float64)), atol=1e-4)

@@ -70,5 +70,6 @@ def rotation_to_euler(rotation: np.ndarray) -> np.ndarray:
 
 
 def wrap_degrees(angles):
-  """Angles in degrees (any shape, NumPy) taken into (-180, 180]."""
-  return 180.0 - (180.0 - np.asarray(angles, np.float64)) % 360.0
+  """Angles in degrees (floats, NumPy or JAX arrays of any shape, in their own
+  dtype) taken into (-180, 180]; traceable under `jax.jit`."""
+  return 180.0 - (180.0 - angles) % 360.0

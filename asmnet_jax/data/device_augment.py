@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from asmnet_jax.core import geometry, mirror
+from asmnet_jax.core import rotation as rotation_lib
 from asmnet_jax.data import augment
 
 _LUMA = augment._LUMA.astype(np.float32)  # pylint: disable=protected-access
@@ -229,7 +230,7 @@ def augment_example(u: jax.Array, field: jax.Array | None, image: jax.Array,
   out_landmarks = _apply(image_to_norm, landmarks)
   pose = pose.astype(jnp.float32)
   # A content rotation by theta adds theta to the roll; keep it in (-180, 180].
-  pose = pose.at[2].set(180.0 - jnp.mod(180.0 - (pose[2] + rotation), 360.0))
+  pose = pose.at[2].set(rotation_lib.wrap_degrees(pose[2] + rotation))
   if flip is not None:
     out_landmarks = jnp.where(flip, out_landmarks[jnp.asarray(flip_perm)], out_landmarks)
     pose = jnp.where(flip, mirror.flip_pose(pose), pose)
