@@ -199,6 +199,9 @@ LOWER_FACE_STRETCH = 1.03  # Vertical distances below the eye line.
 NOSE_DROP = 0.03  # Extra downward shift of the nose base, head units.
 NOSE_WIDTH = 0.9  # Nose base about the midline.
 NOSE_TIP_AT = 0.74  # Where the tip (30) sits from the root (27) to the base (33).
+# How far the tip (30) comes forward, head units (about 10 mm): the stored mean face's
+# tip stands 10 mm in front of the subnasale (33), a photographed adult's about 20 mm.
+NOSE_PROTRUSION = 0.085
 BROW_LENGTH = 1.2  # Each brow about its centre.
 BROW_SPACING = 0.95  # Brow centres' distance from the midline.
 BROW_ARCH = 0.03  # How much lower the brow ends sit than its middle, inter-ocular units.
@@ -233,7 +236,8 @@ def _resized_and_moved_in(points: np.ndarray, size: float, spacing: float) -> np
 def real_proportions_displacement(mean: np.ndarray) -> np.ndarray:
   """Displacements (68, 3) that give the landmarks `mean` (68, 3) the eye, nose and
   brow proportions of photographed faces and, last, the `OUTLINE_SHIFT` of their
-  labels (the module constants above); x and y only, in mean-face units."""
+  labels (the module constants above), in mean-face units; the depth changes only
+  along the nose ridge (`NOSE_PROTRUSION`)."""
   target = mean.copy()
   for eye in EYES:
     target[eye, :2] = _resized_and_moved_in(mean[eye, :2], EYE_SIZE, EYE_SPACING)
@@ -246,6 +250,8 @@ def real_proportions_displacement(mean: np.ndarray) -> np.ndarray:
   along *= NOSE_TIP_AT / along[-1]
   target[NOSE_RIDGE, 1] = target[27, 1] + along * (target[33, 1] - target[27, 1])
   target[NOSE_BASE, 0] = mean[33, 0] + (mean[NOSE_BASE, 0] - mean[33, 0]) * NOSE_WIDTH
+  # The ridge comes forward in proportion to its distance from the root.
+  target[NOSE_RIDGE, 2] -= NOSE_PROTRUSION * along / along[-1]
   inter_ocular = float(np.linalg.norm(target[45, :2] - target[36, :2]))
   arch = BROW_ARCH * inter_ocular * np.linspace(-1.0, 1.0, 5) ** 2
   for brow in BROWS:

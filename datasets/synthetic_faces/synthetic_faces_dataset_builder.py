@@ -71,7 +71,7 @@ def _render(args: tuple[int, int, str]) -> tuple[bytes, np.ndarray, np.ndarray]:
 class Builder(builders.ArrayRecordBuilder):
   """Synthetic faces: `train`, `validation` and `test`, with disjoint seeds."""
 
-  VERSION = tfds.core.Version("1.7.0")
+  VERSION = tfds.core.Version("1.8.0")
   TEST_SPLITS = ("test",)  # What eval.py reports.
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
@@ -94,6 +94,9 @@ class Builder(builders.ArrayRecordBuilder):
       "1.7.0": ("`photo` and `mixed`: 30 % of faces grin over parted lips "
                 "(`RenderConfig.grin_prob`), and photo-style frames are exposed for the "
                 "face (`RenderConfig.face_metering`). The cartoon configs unchanged."),
+      "1.8.0": ("`photo` and `mixed`: the nose tip stands 10 mm further forward "
+                "(`shape.NOSE_PROTRUSION`), as far in front of the subnasale as a "
+                "photographed adult's. The cartoon configs unchanged."),
   }
   BUILDER_CONFIGS = [
       SyntheticFacesConfig(
