@@ -126,7 +126,8 @@ def test_real_proportions_move_only_the_eyes_brows_nose_and_lower_face(monkeypat
   assert forward[30] == pytest.approx(shape.NOSE_PROTRUSION)
   assert forward[27] == 0.0
   assert 0.0 < forward[28] < forward[29] < forward[30]
-  np.testing.assert_array_equal(np.delete(forward, [28, 29, 30]), 0.0)
+  np.testing.assert_allclose(forward[31:36], shape.NOSE_BASE_PROTRUSION * np.array([0.5, 1, 1, 1, 0.5]))
+  np.testing.assert_array_equal(np.delete(forward, np.arange(28, 36)), 0.0)
   np.testing.assert_array_equal(calibrated[:17, 0], mean[:17, 0])
   assert np.all(calibrated[:17, 1] >= mean[:17, 1])
   # The default config keeps the stored mean face (the cartoon data sets' geometry).

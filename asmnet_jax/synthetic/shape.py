@@ -202,6 +202,10 @@ NOSE_TIP_AT = 0.74  # Where the tip (30) sits from the root (27) to the base (33
 # How far the tip (30) comes forward, head units (about 10 mm): the stored mean face's
 # tip stands 10 mm in front of the subnasale (33), a photographed adult's about 20 mm.
 NOSE_PROTRUSION = 0.085
+# How far the nose base (31-35) comes forward, head units, from the alae (half) to the
+# subnasale (all): photographed nose bases stand about 5 mm further forward than the
+# renders' relative to the eyes (the development faces' labels, turned faces).
+NOSE_BASE_PROTRUSION = 0.05
 BROW_LENGTH = 1.2  # Each brow about its centre.
 BROW_SPACING = 0.95  # Brow centres' distance from the midline.
 BROW_ARCH = 0.03  # How much lower the brow ends sit than its middle, inter-ocular units.
@@ -237,7 +241,7 @@ def real_proportions_displacement(mean: np.ndarray) -> np.ndarray:
   """Displacements (68, 3) that give the landmarks `mean` (68, 3) the eye, nose and
   brow proportions of photographed faces and, last, the `OUTLINE_SHIFT` of their
   labels (the module constants above), in mean-face units; the depth changes only
-  along the nose ridge (`NOSE_PROTRUSION`)."""
+  along the nose (`NOSE_PROTRUSION`, `NOSE_BASE_PROTRUSION`)."""
   target = mean.copy()
   for eye in EYES:
     target[eye, :2] = _resized_and_moved_in(mean[eye, :2], EYE_SIZE, EYE_SPACING)
@@ -252,6 +256,7 @@ def real_proportions_displacement(mean: np.ndarray) -> np.ndarray:
   target[NOSE_BASE, 0] = mean[33, 0] + (mean[NOSE_BASE, 0] - mean[33, 0]) * NOSE_WIDTH
   # The ridge comes forward in proportion to its distance from the root.
   target[NOSE_RIDGE, 2] -= NOSE_PROTRUSION * along / along[-1]
+  target[NOSE_BASE, 2] -= NOSE_BASE_PROTRUSION * np.array([0.5, 1.0, 1.0, 1.0, 0.5])
   inter_ocular = float(np.linalg.norm(target[45, :2] - target[36, :2]))
   arch = BROW_ARCH * inter_ocular * np.linspace(-1.0, 1.0, 5) ** 2
   for brow in BROWS:

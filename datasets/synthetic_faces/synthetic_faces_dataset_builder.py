@@ -96,7 +96,8 @@ class Builder(builders.ArrayRecordBuilder):
                 "face (`RenderConfig.face_metering`). The cartoon configs unchanged."),
       "1.8.0": ("`photo` and `mixed`: the nose tip stands 10 mm further forward "
                 "(`shape.NOSE_PROTRUSION`), as far in front of the subnasale as a "
-                "photographed adult's. The cartoon configs unchanged."),
+                "photographed adult's, and the nose base 3-6 mm "
+                "(`shape.NOSE_BASE_PROTRUSION`). The cartoon configs unchanged."),
   }
   BUILDER_CONFIGS = [
       SyntheticFacesConfig(
