@@ -10,8 +10,8 @@ with the jaw on the visible silhouette, its points evenly spaced, the brow point
 the brow's upper edge and the jaw outline, nose base and lips where 300-W annotators
 put them, the poses mostly near-frontal as in photographs, 30 % of them grinning,
 the photo style's faces exposed as a camera meters them, the nose standing as far
-forward as a photographed adult's) and trains the default
-recipe (`configs/synthetic.py`: 64 px crops, a cosine schedule) on it for 14 epochs
+forward as a photographed adult's) and trains the default recipe
+(`configs/synthetic.py`: 64 px crops, a cosine schedule) on it for 14 epochs
 at half the default's peak learning rate, with half the training crops mirrored
 left-right and the landmarks' error measured as a distance, not its square.
 Expected: about 3.94 % NME on its own validation split (seed 1: 3.76 %); about 32 min

@@ -120,13 +120,15 @@ def test_real_proportions_move_only_the_eyes_brows_nose_and_lower_face(monkeypat
     assert calibrated[outer, 1] - calibrated[middle, 1] == pytest.approx(
         shape.BROW_LENGTH * (mean[outer, 1] - mean[middle, 1])
         + shape.BROW_ARCH * inter_ocular)
-  # Depth stays where it was except along the ridge, whose tip comes forward by
-  # NOSE_PROTRUSION and whose root stays; the jaw only stretches downward.
+  # Depth stays where it was except along the nose: the ridge's tip comes forward by
+  # NOSE_PROTRUSION, its root stays, the base comes forward by up to
+  # NOSE_BASE_PROTRUSION; the jaw only stretches downward.
   forward = mean[:, 2] - calibrated[:, 2]
   assert forward[30] == pytest.approx(shape.NOSE_PROTRUSION)
   assert forward[27] == 0.0
   assert 0.0 < forward[28] < forward[29] < forward[30]
-  np.testing.assert_allclose(forward[31:36], shape.NOSE_BASE_PROTRUSION * np.array([0.5, 1, 1, 1, 0.5]))
+  np.testing.assert_allclose(forward[31:36],
+                             shape.NOSE_BASE_PROTRUSION * np.array([0.5, 1, 1, 1, 0.5]))
   np.testing.assert_array_equal(np.delete(forward, np.arange(28, 36)), 0.0)
   np.testing.assert_array_equal(calibrated[:17, 0], mean[:17, 0])
   assert np.all(calibrated[:17, 1] >= mean[:17, 1])
