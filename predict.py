@@ -122,7 +122,7 @@ def define_flags(fv: flags.FlagValues) -> None:
                        "landmarks (videos re-crop each face until its crop settles).",
                        lower_bound=0, flag_values=fv)
   flags.DEFINE_list("recrop_scale", [], "Photos: width and height factors of the re-crop "
-                    "box about its centre (default: the model's: the bundle's 1.12, a work "
+                    "box about its centre (default: the model's: the bundle's 1.04, a work "
                     "directory's 1; videos: 1).", flag_values=fv)
   flags.DEFINE_integer("camera", None, "Track faces on this camera (OpenCV index) until "
                        "Ctrl-C or --max_frames.", lower_bound=0, flag_values=fv)

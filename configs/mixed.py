@@ -1,8 +1,8 @@
 """The recipe of the bundled model: ASMNet on cartoon and photo-style synthetic faces.
 
     python train.py --workdir workdirs/mixed --config configs/mixed.py
-    python -m asmnet_jax.inference.pretrained --workdir workdirs/mixed --recrop_scale 1.12,1.12 \
-        --tta_scales 0.9,1,1.1
+    python -m asmnet_jax.inference.pretrained --workdir workdirs/mixed --recrop_scale 1.04,1.04 \
+        --tta_scales 0.925,1.075,1.225
 
 Builds `synthetic_faces/mixed` (30000 + 1000 + 1000 faces at 128 px, alternately in
 the cartoon and the photo style, both in the proportions of photographed faces and

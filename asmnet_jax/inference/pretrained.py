@@ -9,8 +9,8 @@ are not the plain ones) and where the weights came from (the training config, it
 step, the command that reproduces it).
 
     python -m asmnet_jax.inference.pretrained --workdir workdirs/photo \\
-        --out asmnet_jax/assets/pretrained/asmnet_68.npz [--recrop_scale 1.12,1.12] \\
-        [--tta_scales 0.9,1,1.1]
+        --out asmnet_jax/assets/pretrained/asmnet_68.npz [--recrop_scale 1.04,1.04] \\
+        [--tta_scales 0.925,1.075,1.225]
 
 `load_bundle()` with no argument reads the bundled file; `Predictor.pretrained()`
 wraps it. A damaged file gives a `BundleError` that names it.
