@@ -15,8 +15,8 @@ forward as a photographed adult's) and trains the default recipe
 at half the default's peak learning rate, with half the training crops mirrored
 left-right and the landmarks' error measured as a distance, not its square.
 Expected: about 3.94 % NME on its own validation split (seed 1: 3.76 %); about 32 min
-on 2 CPU cores alone (4 of them building the dataset; 38 min beside seed 1). Seed 0.
-Its figures: README and docs/experiments.md.
+on 2 CPU cores alone (4 of them building the dataset). Seed 0. Its figures and
+measured times: README and docs/experiments.md.
 """
 
 from __future__ import annotations
