@@ -116,7 +116,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                        "pass).", flag_values=fv)
   flags.DEFINE_boolean("tta", True, "Photos: the model's test-time augmentation (the "
                        "bundle's: crops at three box scales, averaged, three times the "
-                       "network time; a work directory's: none); --notta for one view. "
+                       "network time; a work directory's: none); --notta for one view, at the "
+                       "middle of the model's box scales (the bundle's 1.075). "
                        "Videos: one view.", flag_values=fv)
   flags.DEFINE_integer("refine_passes", 1, "Photos: re-crops around the predicted "
                        "landmarks (videos re-crop each face until its crop settles).",

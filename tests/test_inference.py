@@ -461,7 +461,13 @@ def test_test_time_views_default_override_and_errors():
   model = dataclasses.replace(_stub_model(68), tta_scales=(0.9, 1.1), tta_rotations=(5.0,))
   assert (inference.Predictor(model).tta_scales, inference.Predictor(model).tta_rotations) == (
       (0.9, 1.1), (5.0,))
-  assert inference.Predictor(model, **inference.ONE_VIEW).tta_scales == (1.0,)
+  # One view sits at the median of the model's box factors, unrotated.
+  assert (inference.Predictor(model, **inference.ONE_VIEW).tta_scales,
+          inference.Predictor(model, **inference.ONE_VIEW).tta_rotations) == ((1.0,), (0.0,))
+  three = dataclasses.replace(model, tta_scales=(1.225, 0.925, 1.075))
+  assert inference.Predictor(three, one_view=True).tta_scales == (1.075,)
+  with pytest.raises(ValueError, match="one_view"):
+    inference.Predictor(three, one_view=True, tta_scales=(1.0,))
   for bad in [{"tta_scales": ()}, {"tta_scales": (3.0,)}, {"tta_rotations": (90.0,)},
               {"tta_rotations": (float("nan"),)}]:
     with pytest.raises(ValueError, match=next(iter(bad))):

@@ -532,7 +532,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                        "--noflip_test for one pass).", flag_values=fv)
   flags.DEFINE_boolean("tta", True, "The model's test-time augmentation, as predict.py "
                        "runs it (the bundle's: crops at three box scales, averaged; a work "
-                       "directory's: none); --notta for one view.", flag_values=fv)
+                       "directory's: none); --notta for one view, at the middle of the "
+                       "model's box scales (the bundle's 1.075).", flag_values=fv)
   flags.DEFINE_boolean("draw", True, "Write one drawing per image.", flag_values=fv)
 
 

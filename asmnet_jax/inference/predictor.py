@@ -66,7 +66,7 @@ DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 # never comes near it).
 MAX_BOX_CHANGE = 2.0
 # The keyword arguments of a predictor without test-time augmentation, whatever its model's.
-ONE_VIEW = {"tta_scales": (1.0,), "tta_rotations": (0.0,)}
+ONE_VIEW = {"one_view": True}
 
 
 def _is_single_image(images: Any) -> bool:
@@ -169,6 +169,9 @@ class Predictor:
     tta_scales, tta_rotations: test-time augmentation (module doc): the box factors
       and rotations (degrees) of the views averaged per crop, every pair of them;
       None: the model's own (`InferenceModel.tta_scales`, `tta_rotations`).
+    one_view: one unrotated view per crop, at the median of the model's box factors
+      (the bundle's 0.925, 1.075, 1.225: 1.075), where its views centre; not with
+      `tta_scales` or `tta_rotations`.
   """
 
   def __init__(self, model: InferenceModel, *,
@@ -179,7 +182,8 @@ class Predictor:
                flip_test: bool | str = False,
                recrop_scale: Sequence[float] | None = None,
                tta_scales: Sequence[float] | None = None,
-               tta_rotations: Sequence[float] | None = None):
+               tta_rotations: Sequence[float] | None = None,
+               one_view: bool = False):
     if refine_passes < 0:
       raise ValueError(f"refine_passes must be >= 0, got {refine_passes}")
     if not batch_sizes or sorted(batch_sizes) != list(batch_sizes) or batch_sizes[0] < 1:
@@ -190,6 +194,11 @@ class Predictor:
     self.refine_passes = refine_passes
     self.recrop_scale = validate_recrop_scale(
         model.recrop_scale if recrop_scale is None else recrop_scale)
+    if one_view:
+      if tta_scales is not None or tta_rotations is not None:
+        raise ValueError("one_view picks its view from the model's tta_scales: pass "
+                         "tta_scales and tta_rotations without it")
+      tta_scales, tta_rotations = (float(np.median(model.tta_scales)),), (0.0,)
     self.tta_scales, self.tta_rotations = validate_tta(
         model.tta_scales if tta_scales is None else tta_scales,
         model.tta_rotations if tta_rotations is None else tta_rotations)
