@@ -65,7 +65,8 @@ DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 # stays inside the previous crop: a guard against a diverging prediction (a sane one
 # never comes near it).
 MAX_BOX_CHANGE = 2.0
-# The keyword arguments of a predictor without test-time augmentation, whatever its model's.
+# The keyword arguments of a predictor without test-time augmentation: one view, where the
+# model's views centre.
 ONE_VIEW = {"one_view": True}
 
 
