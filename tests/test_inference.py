@@ -462,8 +462,8 @@ def test_test_time_views_default_override_and_errors():
   assert (inference.Predictor(model).tta_scales, inference.Predictor(model).tta_rotations) == (
       (0.9, 1.1), (5.0,))
   # One view sits at the median of the model's box factors, unrotated.
-  assert (inference.Predictor(model, **inference.ONE_VIEW).tta_scales,
-          inference.Predictor(model, **inference.ONE_VIEW).tta_rotations) == ((1.0,), (0.0,))
+  one = inference.Predictor(model, **inference.ONE_VIEW)
+  assert (one.tta_scales, one.tta_rotations) == ((1.0,), (0.0,))
   three = dataclasses.replace(model, tta_scales=(1.225, 0.925, 1.075))
   assert inference.Predictor(three, one_view=True).tta_scales == (1.075,)
   with pytest.raises(ValueError, match="one_view"):
